@@ -1,0 +1,183 @@
+"""Client registration policy: RFC 7591 DCR for anonymous clients, and CIMD documents."""
+
+import ipaddress
+import json
+import time
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Exists, OuterRef
+from django.http import JsonResponse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.common import no_append_slash
+from events.models import Event
+from events.services import client_address, event_record_for_request
+from oauth2_provider.cimd import CIMDError, SafeMetadataFetcher, _effective_max_age
+from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
+from oauth2_provider.views import DynamicClientRegistrationView
+
+MAX_REGISTRATION_BYTES = 16 * 1024
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def _rate_limited(address: str) -> bool:
+    """Count this registration against the address's window; True once over the limit."""
+    key = f"dcr-rate:{address}:{int(time.time() // settings.DCR_RATE_WINDOW)}"
+    cache.add(key, 0, settings.DCR_RATE_WINDOW)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, settings.DCR_RATE_WINDOW)
+        count = 1
+    return count > settings.DCR_RATE_LIMIT
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` may not be registered, or None. http only on loopback (RFC 8252)."""
+    parts = urlsplit(uri)
+    if parts.fragment:
+        return f"{uri}: redirect URIs must not contain a fragment"
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return f"{uri}: plain http is allowed only for loopback redirect URIs"
+    if parts.scheme == "https" and not parts.hostname:
+        return f"{uri}: https redirect URIs need a host"
+    return None
+
+
+def _error(error: str, description: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": error, "error_description": description}, status=status)
+
+
+@method_decorator(no_append_slash, name="dispatch")
+class RegisterView(DynamicClientRegistrationView):
+    """DOT's RFC 7591 endpoint, with our rate limit, size limit and redirect URI policy."""
+
+    http_method_names = ["post", "options"]
+
+    def post(self, request, *args, **kwargs):
+        started = time.monotonic()
+        response, data = self._register(request, *args, **kwargs)
+        body = json.loads(response.content) if response.content else {}
+        event_record_for_request(
+            request,
+            kind="oauth.register",
+            outcome=Event.Outcome.OK if response.status_code == 201 else Event.Outcome.ERROR,
+            client_id=body.get("client_id", ""),
+            status_code=response.status_code,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            detail={
+                "client_name": (data or {}).get("client_name", ""),
+                "redirect_uris": (data or {}).get("redirect_uris", []),
+                "error": body.get("error", ""),
+                "error_description": body.get("error_description", ""),
+            },
+        )
+        return response
+
+    def _register(self, request, *args, **kwargs):
+        if _rate_limited(client_address(request) or "unknown"):
+            response = _error(
+                "too_many_requests", "Too many registrations from this address; retry later", 429
+            )
+            response["Retry-After"] = str(settings.DCR_RATE_WINDOW)
+            return response, None
+        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REGISTRATION_BYTES:
+            return _error(
+                "invalid_client_metadata",
+                f"Registration request larger than {MAX_REGISTRATION_BYTES} bytes",
+            ), None
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            return _error("invalid_client_metadata", "Request body must be valid JSON"), None
+        if not isinstance(data, dict):
+            return _error("invalid_client_metadata", "Request body must be a JSON object"), None
+        redirect_uris = data.get("redirect_uris")
+        if isinstance(redirect_uris, list):
+            for uri in redirect_uris:
+                problem = isinstance(uri, str) and redirect_uri_problem(uri)
+                if problem:
+                    return _error("invalid_redirect_uri", problem), data
+        response = super().post(request, *args, **kwargs)
+        if response.status_code == 201:
+            # Answer with the auth method the client asked for (DOT accepts both secret
+            # methods for a confidential client, but always says client_secret_basic).
+            body = json.loads(response.content)
+            requested = data.get("token_endpoint_auth_method", "client_secret_basic")
+            body["token_endpoint_auth_method"] = requested
+            body["client_id_issued_at"] = int(time.time())
+            if "client_secret" in body:
+                body["client_secret_expires_at"] = 0
+            for field in ("application_type", "scope", "client_uri", "logo_uri", "software_id"):
+                if field in data:
+                    body[field] = data[field]
+            response = JsonResponse(body, status=201)
+            response["Cache-Control"] = "no-store"
+        return response, data
+
+
+class CIMDFetcher(SafeMetadataFetcher):
+    """DOT's SSRF-guarded fetcher; tests may also fetch http documents from loopback.
+
+    With ``CIMD_ALLOW_HTTP_LOOPBACK`` (tests only), a client id such as
+    ``https://127.0.0.1:PORT/client.json`` is fetched over plain http from that loopback port.
+    """
+
+    def fetch(self, client_id):
+        parts = urlsplit(client_id)
+        if settings.CIMD_ALLOW_HTTP_LOOPBACK and _is_loopback(parts.hostname):
+            try:
+                response = httpx.get(
+                    client_id.replace("https://", "http://", 1), timeout=5, follow_redirects=False
+                )
+            except httpx.HTTPError as exc:
+                raise CIMDError(f"could not fetch client_id document: {exc}") from exc
+            if response.status_code != 200:
+                raise CIMDError(f"client_id document returned HTTP {response.status_code}")
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise CIMDError("client_id document is not valid JSON") from exc
+            if not isinstance(data, dict):
+                raise CIMDError("client_id document must be a JSON object")
+            return data, _effective_max_age(response.headers.get("Cache-Control"))
+        return super().fetch(client_id)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def registrations_prune(*, now=None) -> int:
+    """Delete dynamic registrations that never obtained a grant or token; returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.UNUSED_REGISTRATION_LIFETIME)
+    unused = (
+        Application.objects.filter(
+            registration_source=Application.RegistrationSource.DCR, created__lt=cutoff
+        )
+        .annotate(
+            has_grant=Exists(Grant.objects.filter(application=OuterRef("pk"))),
+            has_refresh=Exists(RefreshToken.objects.filter(application=OuterRef("pk"))),
+            has_token=Exists(
+                AccessToken.objects.filter(application=OuterRef("pk")).exclude(
+                    scope=settings.OAUTH2_PROVIDER.get(
+                        "DCR_REGISTRATION_SCOPE", "oauth2_provider:registration"
+                    )
+                )
+            ),
+        )
+        .filter(has_grant=False, has_refresh=False, has_token=False)
+    )
+    stale_ids = list(unused.values_list("pk", flat=True))
+    Application.objects.filter(pk__in=stale_ids).delete()
+    return len(stale_ids)

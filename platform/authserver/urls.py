@@ -1,0 +1,37 @@
+"""The authorization server at the origin root, in DOT's URL namespace so its views resolve."""
+
+from django.urls import path, re_path
+from oauth2_provider.views import DynamicClientRegistrationManagementView
+
+from authserver import metadata, views
+from authserver.registration import RegisterView
+
+app_name = "oauth2_provider"
+
+urlpatterns = [
+    path("authorize", views.AuthorizeView.as_view(), name="authorize"),
+    path("token", views.TracedTokenView.as_view(), name="token"),
+    path("register", RegisterView.as_view(), name="dcr-register"),
+    path(
+        "register/<str:client_id>",
+        DynamicClientRegistrationManagementView.as_view(),
+        name="dcr-register-management",
+    ),
+    path("revoke", views.RevokeView.as_view(), name="revoke-token"),
+    path("introspect", views.IntrospectView.as_view(), name="introspect"),
+    path(
+        ".well-known/oauth-authorization-server",
+        metadata.authorization_server_metadata_view,
+        name="oauth-server-metadata",
+    ),
+    re_path(
+        r"^\.well-known/openid-configuration$",
+        metadata.authorization_server_metadata_view,
+        name="oidc-connect-discovery-info",
+    ),
+    path(
+        ".well-known/oauth-protected-resource/t/<slug:tenant>/<slug:connector>/mcp",
+        metadata.ConnectorResourceMetadataView.as_view(),
+        name="oauth-resource-metadata-path",
+    ),
+]

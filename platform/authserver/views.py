@@ -1,0 +1,359 @@
+"""The authorization endpoint with connector consent, and the token endpoints' trace."""
+
+import json
+import secrets
+import time
+from base64 import b64decode
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.shortcuts import render
+from django.utils.decorators import method_decorator
+from django.views.decorators.common import no_append_slash
+from django.views.decorators.csrf import csrf_exempt
+from events.models import Event
+from events.services import event_record_for_request
+from oauth2_provider.exceptions import OAuthToolkitError
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.models import Application
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.views import IntrospectTokenView, RevokeTokenView, TokenView
+from oauth2_provider.views.base import BaseAuthorizationView
+from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
+from tenants.models import Connector
+from tenants.selectors import connector_from_url, connectors_usable_by, membership_for
+
+from authserver.models import Consent
+
+PENDING_KEY = "pending_authorizations"
+MAX_PENDING = 10
+
+
+def _page(request, title: str, message: str, status: int):
+    return render(
+        request, "authserver/message.html", {"title": title, "message": message}, status=status
+    )
+
+
+@method_decorator(no_append_slash, name="dispatch")
+class AuthorizeView(BaseAuthorizationView):
+    """GET validates the request and shows consent; POST records the user's answer.
+
+    The pending request lives in the signed-in user's session (not in hidden form fields), so
+    what the user approved is exactly what was validated.
+    """
+
+    def get(self, request, *args, **kwargs):
+        try:
+            scopes, credentials = self.validate_authorization_request(request)
+        except OAuthToolkitError as error:
+            return self._error(error, application=None)
+        application = Application.objects.get(client_id=credentials["client_id"])
+
+        problem = self._request_problem(request, credentials)
+        if problem:
+            return self._error(problem, application)
+
+        resources = request.GET.getlist("resource")
+        connector = connector_from_url(resources[0]) if resources else None
+        if connector is not None:
+            refusal = self._refusal(request, connector)
+            if refusal:
+                self._record(
+                    request,
+                    "oauth.authorize",
+                    Event.Outcome.DENIED,
+                    connector,
+                    application,
+                    status=403,
+                    detail={"reason": "not_member"},
+                )
+                return refusal
+            choices = [connector]
+        else:
+            choices = connectors_usable_by(request.user)
+            if not choices:
+                self._record(
+                    request,
+                    "oauth.authorize",
+                    Event.Outcome.DENIED,
+                    None,
+                    application,
+                    status=403,
+                    detail={"reason": "no_connectors"},
+                )
+                return _page(
+                    request,
+                    "No connector available",
+                    f"{request.user.username} is not a member of any tenant with an enabled "
+                    "connector, so there is nothing this client could be connected to.",
+                    403,
+                )
+
+        pending = {
+            "client_id": credentials["client_id"],
+            "redirect_uri": credentials["redirect_uri"],
+            "response_type": credentials["response_type"],
+            "state": credentials.get("state"),
+            "code_challenge": credentials["code_challenge"],
+            "code_challenge_method": credentials["code_challenge_method"],
+            "scopes": list(scopes),
+            "connector_id": connector.pk if connector else None,
+        }
+        self._record(
+            request,
+            "oauth.authorize",
+            Event.Outcome.OK,
+            connector,
+            application,
+            status=200,
+            detail={"resource_sent": bool(resources)},
+        )
+
+        if (
+            connector
+            and Consent.objects.filter(
+                user=request.user, application=application, connector=connector
+            ).exists()
+        ):
+            return self._complete(request, pending, application, connector)
+
+        pending_id = secrets.token_urlsafe(16)
+        stored = request.session.get(PENDING_KEY, {})
+        # Keep the newest few: a user may start several connects in parallel tabs.
+        stored = dict(list(stored.items())[-(MAX_PENDING - 1) :])
+        stored[pending_id] = pending
+        request.session[PENDING_KEY] = stored
+        return render(
+            request,
+            "authserver/consent.html",
+            {
+                "pending_id": pending_id,
+                "application": application,
+                "client_name": application.name or "An unnamed client",
+                "redirect_host": urlsplit(credentials["redirect_uri"]).netloc
+                or credentials["redirect_uri"],
+                "connector": connector,
+                "choices": choices,
+                "scopes": scopes,
+            },
+        )
+
+    def post(self, request, *args, **kwargs):
+        pending = request.session.get(PENDING_KEY, {}).pop(request.POST.get("pending", ""), None)
+        request.session.modified = True
+        if pending is None:
+            return _page(
+                request,
+                "This authorization has expired",
+                "It was already answered or is too old. "
+                "Start the connection again from your client.",
+                400,
+            )
+        application = Application.objects.filter(client_id=pending["client_id"]).first()
+        if application is None:
+            return _page(
+                request, "Unknown client", "This client registration no longer exists.", 400
+            )
+
+        if request.POST.get("allow") != "yes":
+            self._record(
+                request,
+                "oauth.consent",
+                Event.Outcome.DENIED,
+                None,
+                application,
+                status=302,
+                detail={"reason": "user_denied"},
+            )
+            error = OAuthToolkitError(
+                AccessDeniedError(state=pending.get("state"), redirect_uri=pending["redirect_uri"])
+            )
+            return self._error(error, application)
+
+        connector_id = pending["connector_id"] or request.POST.get("connector")
+        connector = (
+            Connector.objects.select_related("tenant").filter(pk=connector_id).first()
+            if str(connector_id or "").isdigit() or isinstance(connector_id, int)
+            else None
+        )
+        if connector is None:
+            return _page(request, "Choose a connector", "No connector was chosen.", 400)
+        refusal = self._refusal(request, connector)
+        if refusal:
+            return refusal
+        Consent.objects.update_or_create(
+            user=request.user,
+            application=application,
+            connector=connector,
+            defaults={"scope": " ".join(pending["scopes"])},
+        )
+        self._record(request, "oauth.consent", Event.Outcome.OK, connector, application, status=302)
+        return self._complete(request, pending, application, connector)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _request_problem(self, request, credentials) -> OAuthToolkitError | None:
+        """Checks DOT makes only after consent (or not at all), made before showing it."""
+
+        def problem(error: str, description: str) -> OAuthToolkitError:
+            return OAuthToolkitError(
+                CustomOAuth2Error(
+                    error=error,
+                    description=description,
+                    state=credentials.get("state"),
+                    redirect_uri=credentials["redirect_uri"],
+                )
+            )
+
+        if (
+            credentials.get("code_challenge_method") != "S256"
+            or "code_challenge_method" not in request.GET
+        ):
+            return problem("invalid_request", "PKCE with code_challenge_method=S256 is required")
+        resources = request.GET.getlist("resource")
+        if len(resources) > 1:
+            return problem("invalid_target", "Request one connector per authorization")
+        if resources and connector_from_url(resources[0]) is None:
+            return problem("invalid_target", f"{resources[0]} is not a connector of this server")
+        return None
+
+    def _refusal(self, request, connector: Connector):
+        if not connector.enabled or not connector.tenant.enabled:
+            return _page(
+                request,
+                "Connector disabled",
+                f"{connector.display_name} of {connector.tenant.name} is disabled by its admins.",
+                403,
+            )
+        if membership_for(user=request.user, tenant_id=connector.tenant_id) is None:
+            return _page(
+                request,
+                "Not a member",
+                f"{request.user.username} is not a member of {connector.tenant.name}, so this "
+                f"client cannot be connected to its {connector.display_name} connector. Ask "
+                "a tenant admin to invite you, or sign in as another user.",
+                403,
+            )
+        return None
+
+    def _complete(self, request, pending, application, connector):
+        """Issue the code for ``connector`` and send the browser back to the client."""
+        credentials = {
+            key: pending[key]
+            for key in (
+                "client_id",
+                "redirect_uri",
+                "response_type",
+                "state",
+                "code_challenge",
+                "code_challenge_method",
+            )
+            if pending.get(key) is not None
+        }
+        credentials["resource"] = [connector.url]
+        try:
+            with transaction.atomic():
+                uri, _headers, _body, _status = self.create_authorization_response(
+                    request=request,
+                    scopes=" ".join(pending["scopes"]),
+                    credentials=credentials,
+                    allow=True,
+                )
+        except OAuthToolkitError as error:
+            return self._error(error, application)
+        self._record(
+            request,
+            "oauth.code_issued",
+            Event.Outcome.OK,
+            connector,
+            application,
+            status=302,
+            detail={"redirect_host": urlsplit(pending["redirect_uri"]).netloc},
+        )
+        return OAuth2ResponseRedirect(uri, application.get_allowed_schemes())
+
+    def _error(self, error: OAuthToolkitError, application):
+        redirect, response = self.error_response_parts(error)
+        if redirect and application is not None:
+            return OAuth2ResponseRedirect(
+                _add_iss_to_redirect(response["url"], settings.PUBLIC_URL),
+                application.get_allowed_schemes(),
+            )
+        oauth_error = response["error"]
+        return _page(
+            self.request,
+            "This connection request is not valid",
+            f"{oauth_error.error}: {oauth_error.description or ''} The client that sent you "
+            "here is misconfigured or its registration has expired; reconnect from the client.",
+            oauth_error.status_code or 400,
+        )
+
+    def error_response_parts(self, error):
+        return super(BaseAuthorizationView, self).error_response(error)
+
+    def _record(self, request, kind, outcome, connector, application, *, status, detail=None):
+        event_record_for_request(
+            request,
+            kind=kind,
+            outcome=outcome,
+            connector=connector,
+            user_id=request.user.pk if request.user.is_authenticated else None,
+            client_id=application.client_id if application else "",
+            status_code=status,
+            detail=detail or {},
+        )
+
+
+def _client_id_of(request) -> str:
+    if request.POST.get("client_id"):
+        return request.POST["client_id"]
+    auth = request.META.get("HTTP_AUTHORIZATION", "")
+    if auth.startswith("Basic "):
+        try:
+            return b64decode(auth[6:]).decode().split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+    return ""
+
+
+@method_decorator([csrf_exempt, no_append_slash], name="dispatch")
+class TracedTokenView(TokenView):
+    """DOT's token endpoint, recording each exchange and refresh in the connector trace."""
+
+    def post(self, request, *args, **kwargs):
+        started = time.monotonic()
+        response = super().post(request, *args, **kwargs)
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = {}
+        resource = request.POST.get("resource", "")
+        grant_type = request.POST.get("grant_type", "")
+        event_record_for_request(
+            request,
+            kind="oauth.token" if grant_type != "refresh_token" else "oauth.refresh",
+            outcome=Event.Outcome.OK if response.status_code == 200 else Event.Outcome.ERROR,
+            connector=connector_from_url(resource) if resource else None,
+            client_id=_client_id_of(request),
+            status_code=response.status_code,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            detail={
+                "grant_type": grant_type,
+                "resource_sent": bool(resource),
+                "error": body.get("error", ""),
+                "error_description": body.get("error_description", ""),
+            },
+        )
+        return response
+
+
+@method_decorator([csrf_exempt, no_append_slash], name="dispatch")
+class RevokeView(RevokeTokenView):
+    pass
+
+
+@method_decorator([csrf_exempt, no_append_slash], name="dispatch")
+class IntrospectView(IntrospectTokenView):
+    pass

@@ -1,0 +1,43 @@
+"""The one ASGI app: Django for everything, the MCP gateway for ``/t/...``, and the lifespan."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_application = get_asgi_application()
+
+from gateway.asgi import Gateway  # noqa: E402  (needs Django set up first)
+
+
+class PlatformApplication:
+    def __init__(self) -> None:
+        self.django = django_application
+        self.gateway = Gateway()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http" and self.gateway.matches(scope["path"]):
+            await self.gateway(scope, receive, send)
+        else:
+            await self.django(scope, receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        # Django's handler refuses lifespan events and Starlette would not run the SDK's
+        # session managers for a mounted app: they are entered here, once per process.
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            context = self.gateway.lifespan()
+            await context.__aenter__()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        await context.__aexit__(None, None, None)
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+application = PlatformApplication()

@@ -1,0 +1,213 @@
+"""The one settings module. Every value a deployment changes comes from the environment.
+
+Two shapes: the embedded default (``PLATFORM_ENV=embedded``, no services: SQLite under ./var,
+secrets generated and kept under ./var) and production (``PLATFORM_ENV=production``: SECRET_KEY,
+DATABASE_URL and PUBLIC_URL must be given).
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env, envbool, envint, kept_secret
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
+
+PLATFORM_ENV = env("PLATFORM_ENV", "embedded")
+if PLATFORM_ENV not in ("embedded", "production"):
+    raise ImproperlyConfigured(f"PLATFORM_ENV must be embedded or production, not {PLATFORM_ENV!r}")
+EMBEDDED = PLATFORM_ENV == "embedded"
+
+# --- Public origin: the issuer, every resource URL, the allowed hosts -------------------------
+PUBLIC_URL = (env("PUBLIC_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+_public = urlsplit(PUBLIC_URL)
+if _public.scheme not in ("http", "https") or not _public.hostname or _public.path:
+    raise ImproperlyConfigured(
+        f"PUBLIC_URL must be an origin such as https://connectors.example.com, not {PUBLIC_URL!r}"
+    )
+ALLOWED_HOSTS = [_public.hostname] + [
+    h.strip() for h in (env("EXTRA_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
+]
+
+DEBUG = envbool("DEBUG", False)
+
+if EMBEDDED:
+    SECRET_KEY = env("SECRET_KEY") or kept_secret(VAR_DIR / "secret_key")
+else:
+    SECRET_KEY = env("SECRET_KEY")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required in production")
+
+# Behind a TLS-terminating proxy: trust its forwarded proto/host (uvicorn --proxy-headers sets
+# the client address). URLs we hand to clients are built from PUBLIC_URL either way.
+if envbool("TRUST_FORWARDED_HEADERS", not EMBEDDED):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "oauth2_provider",
+    "tenants",
+    "events",
+    "authserver",
+    "gateway",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "authserver.middleware.OAuthEndpointCorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'platform.sqlite3'}"
+if DATABASE_URL.startswith("sqlite"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # IMMEDIATE transactions take the write lock up front, so concurrent writers wait
+    # (up to the timeout) instead of failing with "database is locked" mid-transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth, sessions, security headers --------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_SECURE = _public.scheme == "https"
+CSRF_COOKIE_SECURE = _public.scheme == "https"
+CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- The authorization server (django-oauth-toolkit) -----------------------------------------
+# One scope: what a connector token allows. Clients are told to ask for exactly this.
+MCP_SCOPE = "mcp"
+# Lifetimes: a client that refreshes late or badly stays connected. Access tokens are checked
+# against the database on every request, so a long-ish lifetime does not delay revocation.
+ACCESS_TOKEN_LIFETIME = envint("ACCESS_TOKEN_LIFETIME", 8 * 3600)
+REFRESH_TOKEN_LIFETIME = envint("REFRESH_TOKEN_LIFETIME", 90 * 86400)
+REFRESH_TOKEN_GRACE_SECONDS = envint("REFRESH_TOKEN_GRACE_SECONDS", 60)
+# Dynamic registrations that never obtained a token are deleted after this long.
+UNUSED_REGISTRATION_LIFETIME = envint("UNUSED_REGISTRATION_LIFETIME", 86400)
+DCR_RATE_LIMIT = envint("DCR_RATE_LIMIT", 30)  # registrations per address per window
+DCR_RATE_WINDOW = envint("DCR_RATE_WINDOW", 600)  # seconds
+# Tests serve client ID metadata documents over plain http on loopback; never in production.
+CIMD_ALLOW_HTTP_LOOPBACK = False
+
+OAUTH2_PROVIDER = {
+    "SCOPES": {MCP_SCOPE: "Use this connector's tools"},
+    "DEFAULT_SCOPES": [MCP_SCOPE],
+    "OIDC_ISS_ENDPOINT": PUBLIC_URL,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_LIFETIME,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": REFRESH_TOKEN_LIFETIME,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 300,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": REFRESH_TOKEN_GRACE_SECONDS,
+    # Plaintext token column (see README, "Refresh tokens and hashing"): DOT's grace path
+    # returns the stored token, which hashed storage leaves blank.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": False,
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", "cursor", "vscode", "vscode-insiders"],
+    "ALLOW_LOCALHOST_LOOPBACK": True,
+    "OAUTH2_VALIDATOR_CLASS": "authserver.validator.ConnectorOAuth2Validator",
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [
+        "none",
+        "client_secret_post",
+        "client_secret_basic",
+    ],
+    # MCP clients register anonymously; RegisterView limits registrations per address.
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.AllowAllDCRPermission",),
+    "CIMD_ENABLED": True,
+    "CIMD_METADATA_FETCHER": "authserver.registration.CIMDFetcher",
+}
+
+# --- Logging: one JSON object a line, never a token -------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Connector kinds: import paths of connectors.base.ConnectorKind objects -------------------
+BUILTIN_CONNECTOR_KINDS: list[str] = []
+CONNECTOR_KINDS = BUILTIN_CONNECTOR_KINDS + [
+    k.strip() for k in (env("EXTRA_CONNECTOR_KINDS", "") or "").split(",") if k.strip()
+]

@@ -1,0 +1,39 @@
+"""The connector event trace: every connect step, failure and (aggregated) MCP call."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Event(models.Model):
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+        DENIED = "denied", "Denied"
+
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=50, db_index=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    connector = models.ForeignKey(
+        "tenants.Connector", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A client is a DCR client_id, a CIMD URL, or unknown (an unauthenticated probe).
+    client_id = models.CharField(max_length=255, blank=True, db_index=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    # What the client was shown (error code and description) and step-specific facts.
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["connector", "-created"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.outcome}"

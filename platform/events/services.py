@@ -1,0 +1,121 @@
+"""Recording connector events.
+
+Connect steps and failures are written at once; routine successful MCP calls are counted in
+memory and written as one aggregate row per connector and minute (``CallCounter``), so the
+hot path never waits on an insert.
+"""
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+from asgiref.sync import sync_to_async
+
+from events.models import Event
+
+log = logging.getLogger(__name__)
+
+_SENSITIVE = {"access_token", "refresh_token", "code", "code_verifier", "client_secret", "token"}
+
+
+def _clean(detail: dict) -> dict:
+    return {k: ("[redacted]" if k in _SENSITIVE else v) for k, v in detail.items()}
+
+
+def client_address(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def event_record(
+    *,
+    kind: str,
+    outcome: str = Event.Outcome.OK,
+    tenant_id: int | None = None,
+    connector=None,
+    connector_id: int | None = None,
+    user_id: int | None = None,
+    client_id: str = "",
+    status_code: int | None = None,
+    duration_ms: int | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    detail: dict | None = None,
+) -> Event | None:
+    """Write one event. Never raises: losing a trace row must not fail the request it describes."""
+    try:
+        if connector is not None and tenant_id is None:
+            tenant_id = connector.tenant_id
+        return Event.objects.create(
+            kind=kind,
+            outcome=outcome,
+            tenant_id=tenant_id,
+            connector_id=connector.pk if connector is not None else connector_id,
+            user_id=user_id,
+            client_id=(client_id or "")[:255],
+            status_code=status_code,
+            duration_ms=duration_ms,
+            ip=ip,
+            user_agent=(user_agent or "")[:300],
+            detail=_clean(detail or {}),
+        )
+    except Exception:
+        log.exception("could not record event", extra={"event_kind": kind})
+        return None
+
+
+def event_record_for_request(request, **fields) -> Event | None:
+    """``event_record`` with the address and user agent of a Django request."""
+    return event_record(
+        ip=client_address(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        **fields,
+    )
+
+
+aevent_record = sync_to_async(event_record, thread_sensitive=False)
+
+
+class CallCounter:
+    """Counts routine successful MCP calls per (connector, client, method/tool) in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[int, int, str], dict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self._window_started = time.monotonic()
+
+    def add(self, *, tenant_id: int, connector_id: int, client_id: str, name: str) -> None:
+        with self._lock:
+            self._counts[(tenant_id, connector_id, client_id)][name] += 1
+
+    def drain(self) -> dict[tuple[int, int, str], dict[str, int]]:
+        with self._lock:
+            counts, self._counts = self._counts, defaultdict(lambda: defaultdict(int))
+            self._window_started = time.monotonic()
+        return counts
+
+    def flush(self) -> int:
+        """Write one ``mcp.calls`` event per connector and client; returns rows written."""
+        counts = self.drain()
+        rows = [
+            Event(
+                kind="mcp.calls",
+                tenant_id=tenant_id,
+                connector_id=connector_id,
+                client_id=client_id[:255],
+                detail={"count": sum(by_name.values()), "by_name": dict(by_name)},
+            )
+            for (tenant_id, connector_id, client_id), by_name in counts.items()
+        ]
+        if rows:
+            try:
+                Event.objects.bulk_create(rows)
+            except Exception:
+                log.exception("could not write call counts")
+                return 0
+        return len(rows)
+
+
+call_counter = CallCounter()

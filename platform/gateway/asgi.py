@@ -1,0 +1,342 @@
+"""The MCP resource server: routing, bearer check, audience, CORS, dispatch to a kind's tools."""
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+
+import anyio
+from asgiref.sync import sync_to_async
+from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
+from django.conf import settings
+from django.utils import timezone
+from events.models import Event
+from events.services import aevent_record, call_counter
+from mcp.server.transport_security import TransportSecuritySettings
+
+from connectors.base import SCOPE_KEY, ToolContext, all_kinds
+from gateway.bearer import BearerCheck, bearer_check
+
+log = logging.getLogger(__name__)
+
+MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
+COUNTER_FLUSH_SECONDS = 60
+
+_check = sync_to_async(bearer_check, thread_sensitive=False)
+
+
+def resource_metadata_url(tenant: str, connector: str) -> str:
+    return f"{settings.PUBLIC_URL}/.well-known/oauth-protected-resource/t/{tenant}/{connector}/mcp"
+
+
+class _Seen:
+    """Tokens this process has already served, so only a client's first call is traced in full."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._items: OrderedDict[int, None] = OrderedDict()
+        self._size = size
+
+    def first_time(self, key: int) -> bool:
+        if key in self._items:
+            return False
+        self._items[key] = None
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return True
+
+
+class Gateway:
+    """ASGI app for ``/t/<tenant>/<connector>/mcp``; one stateless SDK session manager per kind."""
+
+    def __init__(self) -> None:
+        self.managers = {}
+        for slug, kind in all_kinds().items():
+            kind.server.streamable_http_app(
+                stateless_http=True,
+                json_response=True,
+                transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            )
+            self.managers[slug] = kind.server.session_manager
+        self._seen = _Seen()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self):
+        async with contextlib.AsyncExitStack() as stack:
+            for manager in self.managers.values():
+                await stack.enter_async_context(manager.run())
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._flush_counts_forever)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        await sync_to_async(call_counter.flush, thread_sensitive=False)()
+
+    async def _flush_counts_forever(self) -> None:
+        while True:
+            await anyio.sleep(COUNTER_FLUSH_SECONDS)
+            await sync_to_async(call_counter.flush, thread_sensitive=False)()
+
+    @staticmethod
+    def matches(path: str) -> bool:
+        return path.startswith("/t/")
+
+    async def __call__(self, scope, receive, send) -> None:
+        started = time.monotonic()
+        match = MCP_PATH.match(scope["path"])
+        if not match:
+            await _json(
+                send, 404, {"error": "not_found", "error_description": "No such MCP endpoint"}
+            )
+            return
+        tenant, connector = match["tenant"], match["connector"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+        if not _host_allowed(headers.get("host", "")):
+            await _json(
+                send,
+                421,
+                {"error": "invalid_host", "error_description": "Host does not match PUBLIC_URL"},
+            )
+            return
+        if scope["method"] == "OPTIONS":
+            await _respond(send, 204, b"", [])
+            return
+
+        token = _bearer(headers.get("authorization", ""))
+        check = await _check(tenant, connector, token)
+        if check is None:
+            await _json(send, 404, {"error": "not_found", "error_description": "No such connector"})
+            return
+        refusal = _refusal(check, token, tenant, connector)
+        if refusal is not None:
+            status, body, extra = refusal
+            await _json(send, status, body, extra)
+            await aevent_record(
+                kind="mcp.unauthenticated" if token is None else "mcp.rejected",
+                outcome=Event.Outcome.DENIED,
+                tenant_id=check.tenant_id,
+                connector_id=check.connector_id,
+                client_id=check.token_client_id or "",
+                user_id=check.token_user_id,
+                status_code=status,
+                ip=_client_ip(scope),
+                user_agent=headers.get("user-agent", ""),
+                detail={
+                    "error": body["error"],
+                    "error_description": body["error_description"],
+                    "method": scope["method"],
+                },
+            )
+            return
+
+        manager = self.managers.get(check.connector_kind)
+        if manager is None:
+            await _json(
+                send,
+                503,
+                {
+                    "error": "kind_unavailable",
+                    "error_description": f"Connector kind {check.connector_kind!r} "
+                    "is not installed on this server",
+                },
+            )
+            return
+
+        scope = dict(scope)
+        scope[SCOPE_KEY] = ToolContext(
+            tenant_id=check.tenant_id,
+            tenant_slug=tenant,
+            connector_id=check.connector_id,
+            connector_slug=connector,
+            connector_settings=check.connector_settings or {},
+            connector_mode=check.connector_mode,
+            user_id=check.token_user_id,
+            username=check.username or "",
+            client_id=check.token_client_id or "",
+            token_id=check.token_id,
+        )
+        observed = _Observed(receive, send)
+        await manager.handle_request(scope, observed.receive, observed.send)
+        await self._account(check, scope, headers, observed, started)
+
+    async def _account(self, check: BearerCheck, scope, headers, observed, started) -> None:
+        name = observed.rpc_name()
+        failed = observed.status >= 400 or observed.failed
+        first = self._seen.first_time(check.token_id)
+        if failed or first:
+            await aevent_record(
+                kind="mcp.first_call" if first and not failed else "mcp.call",
+                outcome=Event.Outcome.ERROR if failed else Event.Outcome.OK,
+                tenant_id=check.tenant_id,
+                connector_id=check.connector_id,
+                client_id=check.token_client_id or "",
+                user_id=check.token_user_id,
+                status_code=observed.status,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                ip=_client_ip(scope),
+                user_agent=headers.get("user-agent", ""),
+                detail={"method": scope["method"], "rpc": name, "error": observed.error_text()},
+            )
+        else:
+            call_counter.add(
+                tenant_id=check.tenant_id,
+                connector_id=check.connector_id,
+                client_id=check.token_client_id or "",
+                name=name or scope["method"],
+            )
+
+
+class _Observed:
+    """Wraps receive/send to learn the JSON-RPC method, the status and whether it failed."""
+
+    def __init__(self, receive, send) -> None:
+        self._receive = receive
+        self._send = send
+        self.body = bytearray()
+        self.status = 0
+        self.response = bytearray()
+
+    async def receive(self):
+        message = await self._receive()
+        if message["type"] == "http.request" and len(self.body) < 64 * 1024:
+            self.body.extend(message.get("body", b"")[: 64 * 1024])
+        return message
+
+    async def send(self, message):
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message = dict(message)
+            message["headers"] = list(message.get("headers", [])) + _cors_headers()
+        elif message["type"] == "http.response.body" and len(self.response) < 64 * 1024:
+            self.response.extend(message.get("body", b"")[: 64 * 1024])
+        await self._send(message)
+
+    def rpc_name(self) -> str:
+        try:
+            payload = json.loads(self.body)
+        except ValueError:
+            return ""
+        if not isinstance(payload, dict):
+            return "batch" if isinstance(payload, list) else ""
+        method = str(payload.get("method", ""))
+        params = payload.get("params")
+        if method == "tools/call" and isinstance(params, dict):
+            return f"tools/call:{params.get('name', '')}"
+        return method
+
+    @property
+    def failed(self) -> bool:
+        return b'"isError":true' in self.response or b'"error":{' in self.response
+
+    def error_text(self) -> str:
+        if not self.failed and self.status < 400:
+            return ""
+        return bytes(self.response[:500]).decode("utf-8", "replace")
+
+
+def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str):
+    """(status, body, extra headers) when the request may not reach the tools, else None."""
+    metadata = resource_metadata_url(tenant, connector)
+    scope = settings.MCP_SCOPE
+
+    def unauthorized(error: str | None, description: str):
+        challenge = f'Bearer resource_metadata="{metadata}", scope="{scope}"'
+        if error:
+            challenge += f', error="{error}", error_description="{description}"'
+        return (
+            401,
+            {"error": error or "unauthorized", "error_description": description},
+            [("www-authenticate", challenge)],
+        )
+
+    if token is None:
+        return unauthorized(None, "Authorization needed: this connector uses OAuth 2.1")
+    if check.token_id is None:
+        return unauthorized("invalid_token", "The access token is unknown or was revoked")
+    if check.token_expires is None or check.token_expires <= timezone.now():
+        return unauthorized("invalid_token", "The access token has expired")
+    expected = f"{settings.PUBLIC_URL}/t/{tenant}/{connector}/mcp"
+    if check.token_resource != [expected]:
+        return unauthorized("invalid_token", "The access token was issued for another connector")
+    if not check.user_active:
+        return unauthorized("invalid_token", "The user of this token is deactivated")
+    if scope not in (check.token_scope or "").split():
+        challenge = (
+            f'Bearer resource_metadata="{metadata}", scope="{scope}", error="insufficient_scope"'
+        )
+        return (
+            403,
+            {
+                "error": "insufficient_scope",
+                "error_description": f"The token lacks the {scope} scope",
+            },
+            [("www-authenticate", challenge)],
+        )
+    if not check.tenant_enabled or not check.connector_enabled:
+        return (
+            403,
+            {
+                "error": "connector_disabled",
+                "error_description": "This connector or its tenant is disabled by its admins",
+            },
+            [],
+        )
+    if check.member_role is None:
+        return (
+            403,
+            {
+                "error": "not_a_member",
+                "error_description": "The user of this token is no longer a member of the tenant",
+            },
+            [],
+        )
+    return None
+
+
+def _bearer(authorization: str) -> str | None:
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _host_allowed(host: str) -> bool:
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    hostname = hostname.strip("[]").lower()
+    allowed = settings.ALLOWED_HOSTS
+    return "*" in allowed or hostname in [h.lower() for h in allowed]
+
+
+def _client_ip(scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def _cors_headers() -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
+        (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
+        (b"access-control-max-age", b"86400"),
+    ]
+
+
+async def _respond(send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    raw = [(k.encode(), v.encode()) for k, v in headers] + _cors_headers()
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send, status: int, body: dict, extra: list[tuple[str, str]] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(payload))),
+        ("cache-control", "no-store"),
+        *(extra or []),
+    ]
+    await _respond(send, status, payload, headers)

@@ -1,0 +1,108 @@
+"""The bearer check of an MCP request: one database round trip for token, connector and member."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.db import close_old_connections
+from django.db.models import OuterRef, Subquery
+from oauth2_provider.models import AccessToken
+from tenants.models import Connector, Membership
+
+
+@dataclass(frozen=True)
+class BearerCheck:
+    """What the gateway needs to decide on a request, read in one query."""
+
+    connector_id: int
+    connector_kind: str
+    connector_enabled: bool
+    connector_mode: str
+    connector_settings: dict
+    tenant_id: int
+    tenant_enabled: bool
+    token_id: int | None
+    token_expires: datetime | None
+    token_resource: list | None
+    token_scope: str | None
+    token_user_id: int | None
+    token_client_id: str | None
+    user_active: bool | None
+    username: str | None
+    member_role: str | None
+
+
+def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> BearerCheck | None:
+    """Look up the connector and, when given, the token and its user's membership.
+
+    Returns None when the connector does not exist. Runs in a worker thread: it closes
+    connections that are too old or broken first, since MCP requests never pass through
+    Django's request_started/finished signals.
+    """
+    close_old_connections()
+    checksum = hashlib.sha256(token.encode()).hexdigest() if token else ""
+    tokens = AccessToken.objects.filter(token_checksum=checksum)
+    token_user = Subquery(tokens.values("user_id")[:1])
+    users = get_user_model().objects.filter(pk=token_user)
+    row = (
+        Connector.objects.filter(tenant__slug=tenant_slug, slug=connector_slug)
+        .annotate(
+            token_id=Subquery(tokens.values("pk")[:1]),
+            token_expires=Subquery(tokens.values("expires")[:1]),
+            token_resource=Subquery(tokens.values("resource")[:1]),
+            token_scope=Subquery(tokens.values("scope")[:1]),
+            token_user_id=token_user,
+            token_client_id=Subquery(tokens.values("application__client_id")[:1]),
+            user_active=Subquery(users.values("is_active")[:1]),
+            username=Subquery(users.values("username")[:1]),
+            member_role=Subquery(
+                Membership.objects.filter(
+                    tenant_id=OuterRef("tenant_id"), user_id=token_user
+                ).values("role")[:1]
+            ),
+        )
+        .values(
+            "pk",
+            "kind",
+            "enabled",
+            "mode",
+            "settings",
+            "tenant_id",
+            "tenant__enabled",
+            "token_id",
+            "token_expires",
+            "token_resource",
+            "token_scope",
+            "token_user_id",
+            "token_client_id",
+            "user_active",
+            "username",
+            "member_role",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    resource = row["token_resource"]
+    if isinstance(resource, str):  # JSON from a subquery arrives undecoded on some backends
+        resource = json.loads(resource)
+    return BearerCheck(
+        connector_id=row["pk"],
+        connector_kind=row["kind"],
+        connector_enabled=row["enabled"],
+        connector_mode=row["mode"],
+        connector_settings=row["settings"],
+        tenant_id=row["tenant_id"],
+        tenant_enabled=row["tenant__enabled"],
+        token_id=row["token_id"],
+        token_expires=row["token_expires"],
+        token_resource=resource,
+        token_scope=row["token_scope"],
+        token_user_id=row["token_user_id"],
+        token_client_id=row["token_client_id"],
+        user_active=row["user_active"],
+        username=row["username"],
+        member_role=row["member_role"],
+    )

@@ -1,0 +1,87 @@
+"""Tenants, their members, and the connectors they host."""
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+    "Use lowercase letters, digits and hyphens (1-50 characters, no hyphen at either end).",
+)
+
+
+class Tenant(models.Model):
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="one_membership_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
+class Connector(models.Model):
+    class Mode(models.TextChoices):
+        PER_USER = "per_user", "Each member connects their own account"
+        SHARED = "shared", "One connection shared by the tenant"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connectors")
+    kind = models.CharField(max_length=50)
+    slug = models.CharField(max_length=50, validators=[slug_validator])
+    name = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.PER_USER)
+    settings = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "slug"], name="connector_slug_unique_in_tenant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.slug}"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.slug
+
+    @property
+    def path(self) -> str:
+        return connector_path(self.tenant.slug, self.slug)
+
+    @property
+    def url(self) -> str:
+        return connector_url(self.tenant.slug, self.slug)
+
+
+def connector_path(tenant_slug: str, connector_slug: str) -> str:
+    return f"/t/{tenant_slug}/{connector_slug}/mcp"
+
+
+def connector_url(tenant_slug: str, connector_slug: str) -> str:
+    """The URL a user pastes into an MCP client; also the token audience (RFC 8707)."""
+    return settings.PUBLIC_URL + connector_path(tenant_slug, connector_slug)

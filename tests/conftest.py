@@ -1,0 +1,75 @@
+"""Shared fixtures: a live platform server on loopback, tenants, members and connectors."""
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.test.utils import override_settings
+
+from tests.support.live import free_port, serve_in_thread
+
+TEST_KINDS = ["tests.support.kinds.echo_kind"]
+
+
+@pytest.fixture(scope="session")
+def platform_port():
+    return free_port()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def platform_settings(platform_port):
+    """PUBLIC_URL is the live server's origin, and the test connector kind is installed."""
+    public_url = f"http://127.0.0.1:{platform_port}"
+    override = override_settings(
+        PUBLIC_URL=public_url,
+        CSRF_TRUSTED_ORIGINS=[public_url],
+        CONNECTOR_KINDS=[*settings.CONNECTOR_KINDS, *TEST_KINDS],
+        OAUTH2_PROVIDER={**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": public_url},
+        CIMD_ALLOW_HTTP_LOOPBACK=True,
+    )
+    override.enable()
+    yield public_url
+    override.disable()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def _live_app(platform_settings, platform_port, django_db_setup, django_db_blocker):
+    from config.asgi import PlatformApplication
+
+    with django_db_blocker.unblock(), serve_in_thread(PlatformApplication(), platform_port) as url:
+        yield url
+
+
+@pytest.fixture
+def live_url(_live_app, transactional_db):
+    """The base URL of a live platform (uvicorn, the real ASGI app) on committed data."""
+    from events.services import call_counter
+
+    call_counter.drain()  # counts of an earlier test name rows that no longer exist
+    yield _live_app
+    call_counter.drain()
+
+
+@pytest.fixture
+def acme(transactional_db):
+    """Tenant acme with admin alice, member bob and an echo connector; outsider eve elsewhere."""
+    from tenants.services import connector_create, member_add, tenant_create
+
+    tenant = tenant_create(slug="acme", name="Acme Inc")
+    member_add(tenant=tenant, username="alice", password="alice-pass-123", role="admin")
+    member_add(tenant=tenant, username="bob", password="bob-pass-123")
+    other = tenant_create(slug="globex", name="Globex")
+    member_add(tenant=other, username="eve", password="eve-pass-123")
+    connector = connector_create(tenant=tenant, kind="echo", slug="echo")
+    other_connector = connector_create(tenant=other, kind="echo", slug="echo")
+    return {
+        "tenant": tenant,
+        "connector": connector,
+        "other": other,
+        "other_connector": other_connector,
+    }

@@ -1,0 +1,68 @@
+"""Drive the browser part of an OAuth flow over HTTP: sign in, consent, read the redirect."""
+
+import re
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+PENDING = re.compile(r'name="pending" value="([^"]+)"')
+
+
+class Browser:
+    """An HTTP client with cookies that signs in and answers the consent page like a person."""
+
+    def __init__(self, username: str, password: str, *, allow: bool = True, connector_id=None):
+        self.username = username
+        self.password = password
+        self.allow = allow
+        self.connector_id = connector_id
+        self.http = httpx.Client(timeout=30)
+        self.pages: list[httpx.Response] = []
+
+    def authorize(self, url: str) -> dict:
+        """Follow ``url`` (an /authorize URL) to the client's redirect; return its query."""
+        response = self.http.get(url)
+        for _ in range(10):
+            self.pages.append(response)
+            if response.status_code in (301, 302, 303, 307):
+                location = urljoin(str(response.url), response.headers["location"])
+                if not location.startswith(str(response.url.copy_with(path="/", query=None))):
+                    return _query(location)
+                response = self.http.get(location)
+            elif response.status_code == 200 and 'name="password"' in response.text:
+                response = self.http.post(
+                    str(response.url),
+                    data={
+                        "csrfmiddlewaretoken": CSRF.search(response.text).group(1),
+                        "username": self.username,
+                        "password": self.password,
+                        "next": parse_qs(urlsplit(str(response.url)).query).get("next", [""])[0],
+                    },
+                )
+            elif response.status_code == 200 and 'name="pending"' in response.text:
+                form = {
+                    "csrfmiddlewaretoken": CSRF.search(response.text).group(1),
+                    "pending": PENDING.search(response.text).group(1),
+                    "allow": "yes" if self.allow else "no",
+                }
+                if self.connector_id is not None:
+                    form["connector"] = str(self.connector_id)
+                response = self.http.post(
+                    urljoin(str(response.url), "/authorize"),
+                    data=form,
+                    headers={"Referer": str(response.url)},
+                )
+            else:
+                raise AssertionError(
+                    f"unexpected page {response.status_code} at {response.url}: "
+                    f"{response.text[:500]}"
+                )
+        raise AssertionError("too many redirects")
+
+
+def _query(location: str) -> dict:
+    parts = urlsplit(location)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query["_redirect"] = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return query
