@@ -25,6 +25,8 @@ def platform_settings(platform_port):
         CONNECTOR_KINDS=[*settings.CONNECTOR_KINDS, *TEST_KINDS],
         OAUTH2_PROVIDER={**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": public_url},
         CIMD_ALLOW_HTTP_LOOPBACK=True,
+        # Sign-in speed, not strength, matters in tests.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     )
     override.enable()
     yield public_url
@@ -41,8 +43,23 @@ def _clear_cache():
 def _live_app(platform_settings, platform_port, django_db_setup, django_db_blocker):
     from config.asgi import PlatformApplication
 
-    with django_db_blocker.unblock(), serve_in_thread(PlatformApplication(), platform_port) as url:
-        yield url
+    with django_db_blocker.unblock():
+        with serve_in_thread(PlatformApplication(), platform_port) as url:
+            yield url
+        _close_server_thread_connections()
+
+
+def _close_server_thread_connections():
+    """The server's worker threads keep database connections open; PostgreSQL will not drop
+    the test database while they exist."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import Application
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import IntrospectTokenView, RevokeTokenView, TokenView
 from oauth2_provider.views.base import BaseAuthorizationView
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
@@ -168,7 +169,7 @@ class AuthorizeView(BaseAuthorizationView):
                 detail={"reason": "user_denied"},
             )
             error = OAuthToolkitError(
-                AccessDeniedError(state=pending.get("state"), redirect_uri=pending["redirect_uri"])
+                AccessDeniedError(state=pending.get("state")), redirect_uri=pending["redirect_uri"]
             )
             return self._error(error, application)
 
@@ -200,11 +201,9 @@ class AuthorizeView(BaseAuthorizationView):
         def problem(error: str, description: str) -> OAuthToolkitError:
             return OAuthToolkitError(
                 CustomOAuth2Error(
-                    error=error,
-                    description=description,
-                    state=credentials.get("state"),
-                    redirect_uri=credentials["redirect_uri"],
-                )
+                    error=error, description=description, state=credentials.get("state")
+                ),
+                redirect_uri=credentials["redirect_uri"],
             )
 
         if (
@@ -276,10 +275,16 @@ class AuthorizeView(BaseAuthorizationView):
 
     def _error(self, error: OAuthToolkitError, application):
         redirect, response = self.error_response_parts(error)
-        if redirect and application is not None:
+        if redirect and response["error"].redirect_uri:
+            # Not fatal: oauthlib has validated client and redirect_uri, so the error goes back
+            # to the client (RFC 6749 4.1.2.1), with iss (RFC 9207).
+            schemes = (
+                application.get_allowed_schemes()
+                if application is not None
+                else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+            )
             return OAuth2ResponseRedirect(
-                _add_iss_to_redirect(response["url"], settings.PUBLIC_URL),
-                application.get_allowed_schemes(),
+                _add_iss_to_redirect(response["url"], settings.PUBLIC_URL), schemes
             )
         oauth_error = response["error"]
         return _page(

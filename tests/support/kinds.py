@@ -2,6 +2,7 @@
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
@@ -37,7 +38,7 @@ def _build_server() -> MCPServer:
     @server.tool()
     def fail(message: str) -> str:
         """Always fails with the given message (a tool error, not a protocol error)."""
-        raise ValueError(message)
+        raise ToolError(message)
 
     return server
 
