@@ -7,10 +7,10 @@ needs from an upstream OAuth provider. The platform stays provider-neutral.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -20,12 +20,54 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
 
 
+class UpstreamReauthRequired(Exception):
+    """The upstream grant is dead (invalid_grant, revoked): only the user can restore it."""
+
+
+class UpstreamUnavailable(Exception):
+    """A transient upstream failure (5xx, timeout, throttling); worth retrying later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class UpstreamTokens:
+    """One token answer of a provider. Values are kept out of repr (and so out of logs)."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    refresh_expires_in: int | None = None
+    external_account_id: str = ""
+    external_account_name: str = ""
+
+
+class UpstreamProvider(Protocol):
+    """The OAuth client side of one upstream provider, as the platform uses it.
+
+    Implementations raise UpstreamReauthRequired or UpstreamUnavailable, never their own
+    exception types, and never put token values in messages.
+    """
+
+    name: str
+
+    def authorization_url(self, *, state: str, redirect_uri: str) -> str: ...
+
+    def exchange_code(self, *, params: Mapping[str, str], redirect_uri: str) -> UpstreamTokens: ...
+
+    def refresh(self, refresh_token: str) -> UpstreamTokens: ...
+
+    def revoke(self, token: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class UpstreamOAuth:
     """An upstream provider this kind must hold tokens for (the hop inside /authorize)."""
 
     provider: str
-    scopes: tuple[str, ...]
+    build_provider: Callable[[], UpstreamProvider]
 
 
 @dataclass

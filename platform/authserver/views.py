@@ -4,10 +4,12 @@ import json
 import secrets
 import time
 from base64 import b64decode
-from urllib.parse import urlsplit
+from copy import copy
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.db import transaction
+from django.http import QueryDict
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
@@ -26,6 +28,7 @@ from tenants.models import Connector
 from tenants.selectors import connector_from_url, connectors_usable_by, membership_for
 
 from authserver.models import Consent
+from authserver.upstream_hop import upstream_hop
 
 PENDING_KEY = "pending_authorizations"
 MAX_PENDING = 10
@@ -118,7 +121,7 @@ class AuthorizeView(BaseAuthorizationView):
                 user=request.user, application=application, connector=connector
             ).exists()
         ):
-            return self._complete(request, pending, application, connector)
+            return self.complete(request, pending, connector)
 
         pending_id = secrets.token_urlsafe(16)
         stored = request.session.get(PENDING_KEY, {})
@@ -191,7 +194,7 @@ class AuthorizeView(BaseAuthorizationView):
             defaults={"scope": " ".join(pending["scopes"])},
         )
         self._record(request, "oauth.consent", Event.Outcome.OK, connector, application, status=302)
-        return self._complete(request, pending, application, connector)
+        return self.complete(request, pending, connector)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -237,8 +240,15 @@ class AuthorizeView(BaseAuthorizationView):
             )
         return None
 
-    def _complete(self, request, pending, application, connector):
-        """Issue the code for ``connector`` and send the browser back to the client."""
+    def complete(self, request, pending, connector, *, after_hop: bool = False):
+        """After consent: the upstream hop when the connector needs one, then the code."""
+        application = Application.objects.filter(client_id=pending["client_id"]).first()
+        if application is None:
+            return _unknown_client(request)
+        if not after_hop:
+            first = upstream_hop(request, connector, pending)
+            if first is not None:
+                return first
         credentials = {
             key: pending[key]
             for key in (
@@ -255,7 +265,7 @@ class AuthorizeView(BaseAuthorizationView):
         try:
             with transaction.atomic():
                 uri, _headers, _body, _status = self.create_authorization_response(
-                    request=request,
+                    request=_authorize_request(request),
                     scopes=" ".join(pending["scopes"]),
                     credentials=credentials,
                     allow=True,
@@ -309,6 +319,36 @@ class AuthorizeView(BaseAuthorizationView):
             status_code=status,
             detail=detail or {},
         )
+
+
+def _unknown_client(request):
+    return _page(request, "Unknown client", "This client registration no longer exists.", 400)
+
+
+def _authorize_request(request):
+    """The request oauthlib re-parses when it issues the code. After the upstream hop this is
+    the provider's callback, whose own code and state must not be mistaken for the client's."""
+    if not request.GET:
+        return request
+    clean = copy(request)
+    clean.GET = QueryDict()
+    clean.META = {**request.META, "QUERY_STRING": ""}
+    return clean
+
+
+def client_redirect_error(pending: dict, error: str, description: str):
+    """Send an OAuth error (with state and iss) to the pending authorization's client."""
+    application = Application.objects.filter(client_id=pending["client_id"]).first()
+    query = {"error": error, "error_description": description, "iss": settings.PUBLIC_URL}
+    if pending.get("state"):
+        query["state"] = pending["state"]
+    separator = "&" if "?" in pending["redirect_uri"] else "?"
+    schemes = (
+        application.get_allowed_schemes()
+        if application
+        else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+    )
+    return OAuth2ResponseRedirect(pending["redirect_uri"] + separator + urlencode(query), schemes)
 
 
 def _client_id_of(request) -> str:

@@ -25,7 +25,26 @@ def readyz(request):
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"error: {exc.__class__.__name__}"
-    ready = all(value == "ok" for value in checks.values())
+    checks["beat"] = _beat_status()
+    ready = all(value in ("ok", "not yet run") for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+def _beat_status() -> str:
+    """Stalled when the newest upstream sweep is older than three sweep intervals."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from events.models import Event
+
+    try:
+        last = Event.objects.filter(kind="upstream.sweep").values_list("created", flat=True).first()
+    except Exception as exc:
+        return f"error: {exc.__class__.__name__}"
+    if last is None:
+        return "not yet run"
+    if last < timezone.now() - timedelta(seconds=3 * settings.UPSTREAM_SWEEP_SECONDS):
+        return f"stalled: last sweep {last.isoformat()}"
+    return "ok"

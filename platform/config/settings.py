@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "events",
     "authserver",
     "gateway",
+    "upstream",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -204,6 +206,56 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Upstream providers ------------------------------------------------------------------------
+# Fernet keys for upstream tokens at rest, newest first (comma-separated). Rotate by putting a
+# new key first, running `manage.py upstream_reencrypt`, then dropping the old key.
+_upstream_keys = env("UPSTREAM_ENCRYPTION_KEYS")
+if _upstream_keys:
+    UPSTREAM_ENCRYPTION_KEYS = [k.strip() for k in _upstream_keys.split(",") if k.strip()]
+elif EMBEDDED:
+    from cryptography.fernet import Fernet
+
+    UPSTREAM_ENCRYPTION_KEYS = [
+        kept_secret(VAR_DIR / "upstream_key", lambda: Fernet.generate_key().decode())
+    ]
+else:
+    raise ImproperlyConfigured("UPSTREAM_ENCRYPTION_KEYS (or _FILE) is required in production")
+# Refresh an access token this long before it expires (inline and in the background).
+UPSTREAM_REFRESH_MARGIN = envint("UPSTREAM_REFRESH_MARGIN", 300)
+# A refresh holds the connection's lease this long; a crashed holder's lease then expires.
+UPSTREAM_LEASE_SECONDS = envint("UPSTREAM_LEASE_SECONDS", 60)
+
+# --- Celery: broker, schedule ---------------------------------------------------------------
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    # The embedded default needs no broker server: messages are files under ./var/broker.
+    CELERY_BROKER_URL = "filesystem://"
+    _broker_dir = VAR_DIR / "broker"
+    _broker_dir.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+UPSTREAM_SWEEP_SECONDS = envint("UPSTREAM_SWEEP_SECONDS", 60)
+UPSTREAM_SWEEP_BATCH = envint("UPSTREAM_SWEEP_BATCH", 500)
+# Connections used within this window are refreshed before their access token expires.
+UPSTREAM_RECENT_USE_SECONDS = envint("UPSTREAM_RECENT_USE_SECONDS", 7 * 86400)
+# Every connection is refreshed at least this often, used or not (keeps rolling windows alive).
+UPSTREAM_MAX_REFRESH_AGE = envint("UPSTREAM_MAX_REFRESH_AGE", 86400)
+EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 30)
+CELERY_BEAT_SCHEDULE = {
+    "upstream-sweep": {"task": "upstream.tasks.upstream_sweep", "schedule": UPSTREAM_SWEEP_SECONDS},
+    "housekeeping": {"task": "authserver.tasks.housekeeping", "schedule": 3600.0},
 }
 
 # --- Connector kinds: import paths of connectors.base.ConnectorKind objects -------------------

@@ -1,4 +1,4 @@
-"""``manage.py serve`` on the embedded default: migrates, serves web and MCP, stops on SIGINT."""
+"""``manage.py serve`` on the embedded default: web, worker and beat; stops on SIGINT."""
 
 import os
 import signal
@@ -23,6 +23,7 @@ def test_serve_migrates_and_answers_as_an_mcp_server(tmp_path):
         VAR_DIR=str(tmp_path),
         PUBLIC_URL=f"http://127.0.0.1:{port}",
         EXTRA_CONNECTOR_KINDS="tests.support.kinds.echo_kind",
+        UPSTREAM_SWEEP_SECONDS="2",
     )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
@@ -58,6 +59,11 @@ def test_serve_migrates_and_answers_as_an_mcp_server(tmp_path):
         response = httpx.post(f"http://127.0.0.1:{port}/t/acme/echo/mcp", json={})
         assert response.status_code == 401
         assert "resource_metadata=" in response.headers["www-authenticate"]
+        # Beat schedules the upstream sweep, the worker runs it: readiness sees its heartbeat.
+        deadline = time.monotonic() + 60
+        while httpx.get(f"http://127.0.0.1:{port}/readyz").json()["checks"]["beat"] != "ok":
+            assert time.monotonic() < deadline, "no sweep ran: worker or beat not working"
+            time.sleep(0.5)
         assert (tmp_path / "platform.sqlite3").exists()
         assert (tmp_path / "secret_key").exists()
     finally:

@@ -1,0 +1,29 @@
+"""Periodic housekeeping of the authorization server and the event trace."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+from events.models import Event
+from oauth2_provider.models import clear_expired
+
+from authserver.models import UsedAuthorizationCode
+from authserver.registration import registrations_prune
+
+
+def housekeeping_run() -> dict:
+    """Expired tokens and grants (DOT's cleartokens), unused registrations, old events."""
+    clear_expired()
+    now = timezone.now()
+    registrations = registrations_prune(now=now)
+    codes, _ = UsedAuthorizationCode.objects.filter(used__lt=now - timedelta(days=1)).delete()
+    events, _ = Event.objects.filter(
+        created__lt=now - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    ).delete()
+    return {"registrations": registrations, "used_codes": codes, "events": events}
+
+
+@shared_task
+def housekeeping() -> dict:
+    return housekeeping_run()

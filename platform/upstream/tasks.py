@@ -1,0 +1,47 @@
+"""Thin Celery tasks: they take ids, call the refresh service, and own their retries."""
+
+import logging
+import random
+
+from celery import shared_task
+from django.db import transaction
+from events.services import event_record
+
+from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
+from upstream.models import UpstreamConnection
+from upstream.services import upstream_connection_refresh, upstream_connections_claim_due
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never sooner than the provider asked."""
+    backoff = min(600.0, 5.0 * (2**attempt))
+    return max(retry_after or 0.0, random.uniform(backoff / 2, backoff))
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def upstream_refresh(self, connection_id: int) -> None:
+    try:
+        upstream_connection_refresh(connection_id=connection_id)
+    except UpstreamConnection.DoesNotExist:
+        return
+    except UpstreamReauthRequired:
+        return  # the service marked it needs_reauth and told the admins; nothing to retry
+    except UpstreamUnavailable as exc:
+        raise self.retry(
+            exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after)
+        ) from exc
+
+
+@shared_task
+def upstream_sweep() -> int:
+    """Enqueue one refresh per due connection; records when the sweep last ran."""
+    ids = upstream_connections_claim_due()
+    for connection_id in ids:
+        transaction.on_commit(lambda pk=connection_id: upstream_refresh.delay(pk))
+    # The sweep's own heartbeat: /readyz and the dashboard read the newest one.
+    event_record(kind="upstream.sweep", detail={"enqueued": len(ids)})
+    return len(ids)
