@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Exists, OuterRef
 from django.http import JsonResponse
 from django.utils import timezone
@@ -16,12 +17,21 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
 from events.models import Event
 from events.services import client_address, event_record_for_request
-from oauth2_provider.cimd import CIMDError, SafeMetadataFetcher, _effective_max_age
+from oauth2_provider.cimd import (
+    CIMDError,
+    SafeMetadataFetcher,
+    _effective_max_age,
+    _validate_client_id_url,
+)
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 from oauth2_provider.views import DynamicClientRegistrationView
 
 MAX_REGISTRATION_BYTES = 16 * 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+# What the metadata advertises: DOT's DCR would also register client_credentials, password,
+# implicit and device-code clients, none of which this server lets anyone use.
+SUPPORTED_GRANT_TYPES = {"authorization_code", "refresh_token"}
+SUPPORTED_RESPONSE_TYPES = {"code"}
 
 
 def _rate_limited(address: str) -> bool:
@@ -45,6 +55,34 @@ def redirect_uri_problem(uri: str) -> str | None:
         return f"{uri}: plain http is allowed only for loopback redirect URIs"
     if parts.scheme == "https" and not parts.hostname:
         return f"{uri}: https redirect URIs need a host"
+    return None
+
+
+def _body_too_big(request) -> bool:
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REGISTRATION_BYTES:
+        return True
+    try:
+        # A chunked request has no Content-Length: measure what was actually sent.
+        return len(request.body) > MAX_REGISTRATION_BYTES
+    except RequestDataTooBig:  # beyond DATA_UPLOAD_MAX_MEMORY_SIZE
+        return True
+
+
+def _grant_problem(data: dict) -> str | None:
+    """Why the requested grant or response types are not offered here, or None."""
+    grant_types = data.get("grant_types", ["authorization_code"])
+    if isinstance(grant_types, list):
+        unsupported = [g for g in grant_types if g not in SUPPORTED_GRANT_TYPES]
+        if unsupported:
+            return (
+                f"Unsupported grant_types {unsupported!r}: this server offers "
+                "authorization_code and refresh_token"
+            )
+    response_types = data.get("response_types", ["code"])
+    if not isinstance(response_types, list) or not all(
+        t in SUPPORTED_RESPONSE_TYPES for t in response_types
+    ):
+        return 'response_types must be ["code"]'
     return None
 
 
@@ -85,7 +123,7 @@ class RegisterView(DynamicClientRegistrationView):
             )
             response["Retry-After"] = str(settings.DCR_RATE_WINDOW)
             return response, None
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REGISTRATION_BYTES:
+        if _body_too_big(request):
             return _error(
                 "invalid_client_metadata",
                 f"Registration request larger than {MAX_REGISTRATION_BYTES} bytes",
@@ -96,6 +134,9 @@ class RegisterView(DynamicClientRegistrationView):
             return _error("invalid_client_metadata", "Request body must be valid JSON"), None
         if not isinstance(data, dict):
             return _error("invalid_client_metadata", "Request body must be a JSON object"), None
+        problem = _grant_problem(data)
+        if problem:
+            return _error("invalid_client_metadata", problem), data
         redirect_uris = data.get("redirect_uris")
         if isinstance(redirect_uris, list):
             for uri in redirect_uris:
@@ -130,6 +171,7 @@ class CIMDFetcher(SafeMetadataFetcher):
     def fetch(self, client_id):
         parts = urlsplit(client_id)
         if settings.CIMD_ALLOW_HTTP_LOOPBACK and _is_loopback(parts.hostname):
+            _validate_client_id_url(client_id)  # the spec's shape rules hold here too
             try:
                 response = httpx.get(
                     client_id.replace("https://", "http://", 1), timeout=5, follow_redirects=False
