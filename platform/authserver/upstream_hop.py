@@ -35,7 +35,8 @@ def _page(request, title, message, status):
 
 
 def upstream_hop_start(request, *, connector: Connector, pending: dict | None):
-    """Redirect to the provider; ``pending`` is the authorization to resume (None: shared)."""
+    """Redirect to the provider; ``pending`` is the authorization to resume, or None when
+    connecting from the dashboard (the tenant's shared account, or the member's own)."""
     provider = get_kind(connector.kind).upstream.build_provider()
     state = secrets.token_urlsafe(32)
     states = {
@@ -43,7 +44,12 @@ def upstream_hop_start(request, *, connector: Connector, pending: dict | None):
         for key, value in request.session.get(STATES_KEY, {}).items()
         if value["created"] > time.time() - STATE_LIFETIME
     }
-    states[state] = {"connector_id": connector.pk, "pending": pending, "created": time.time()}
+    states[state] = {
+        "connector_id": connector.pk,
+        "pending": pending,
+        "for_user": connector.mode == Connector.Mode.PER_USER,
+        "created": time.time(),
+    }
     request.session[STATES_KEY] = states
     event_record_for_request(
         request,
@@ -51,7 +57,7 @@ def upstream_hop_start(request, *, connector: Connector, pending: dict | None):
         connector=connector,
         user_id=request.user.pk,
         client_id=(pending or {}).get("client_id", ""),
-        detail={"provider": provider.name, "mode": "shared" if pending is None else "per_user"},
+        detail={"provider": provider.name, "mode": connector.mode, "from_client": bool(pending)},
     )
     return redirect(
         provider.authorization_url(state=state, redirect_uri=callback_url(provider.name))
@@ -149,7 +155,7 @@ def upstream_callback(request, provider: str):
         )
     upstream_connection_store(
         connector=connector,
-        user=None if pending is None else request.user,
+        user=request.user if entry["for_user"] else None,
         provider=provider,
         tokens=tokens,
         connected_by=request.user,
@@ -164,12 +170,13 @@ def upstream_callback(request, provider: str):
         detail={"provider": provider, "account": tokens.external_account_id},
     )
     if pending is None:
+        whose = "Your" if entry["for_user"] else f"{connector.tenant.name}'s"
         return _page(
             request,
             f"{kind.title} connected",
-            f"{connector.tenant.name}'s {kind.title} company "
-            f"{tokens.external_account_name or tokens.external_account_id} is connected. Members "
-            "can now connect their clients to this connector.",
+            f"{whose} {kind.title} company "
+            f"{tokens.external_account_name or tokens.external_account_id} is connected to "
+            f"{connector.display_name}. Clients connected to {connector.url} can use it now.",
             200,
         )
     view = AuthorizeView()

@@ -5,6 +5,8 @@ secrets generated and kept under ./var) and production (``PLATFORM_ENV=productio
 DATABASE_URL and PUBLIC_URL must be given).
 """
 
+import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -109,6 +111,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests use a file too: an in-memory database shared between threads takes table locks
+    # that fail at once instead of waiting, unlike the file the platform really runs on.
+    # One file per test process, so concurrent test runs never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"platform-test-{os.getpid()}.sqlite3")
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
@@ -259,8 +267,19 @@ CELERY_BEAT_SCHEDULE = {
     "housekeeping": {"task": "authserver.tasks.housekeeping", "schedule": 3600.0},
 }
 
+# --- QuickBooks ----------------------------------------------------------------------------------
+QUICKBOOKS_CLIENT_ID = env("QUICKBOOKS_CLIENT_ID", "") or ""
+QUICKBOOKS_CLIENT_SECRET = env("QUICKBOOKS_CLIENT_SECRET", "") or ""
+# "production", "sandbox", or the base URL of the local emulator (embedded default and tests).
+QUICKBOOKS_ENVIRONMENT = env("QUICKBOOKS_ENVIRONMENT", "production") or "production"
+if not EMBEDDED and QUICKBOOKS_ENVIRONMENT not in ("production", "sandbox"):
+    raise ImproperlyConfigured(
+        "QUICKBOOKS_ENVIRONMENT must be production or sandbox in production; the emulator is "
+        "for the embedded default and tests only"
+    )
+
 # --- Connector kinds: import paths of connectors.base.ConnectorKind objects -------------------
-BUILTIN_CONNECTOR_KINDS: list[str] = []
+BUILTIN_CONNECTOR_KINDS = ["connectors.quickbooks.kind.quickbooks"]
 CONNECTOR_KINDS = BUILTIN_CONNECTOR_KINDS + [
     k.strip() for k in (env("EXTRA_CONNECTOR_KINDS", "") or "").split(",") if k.strip()
 ]

@@ -11,16 +11,18 @@ from upstream.services import upstream_connection_for
 from connectors.base import get_kind
 
 
-def connector_for_admin(user, connector_id: int) -> Connector:
-    """The connector if ``user`` is an operator or an admin of its tenant; 404 for anyone else."""
+def connector_for(user, connector_id: int, *, admin: bool) -> Connector:
+    """The connector if ``user`` may act on it (an operator, or a member / admin of its
+    tenant); 404 for anyone else, so outsiders cannot tell which connectors exist."""
     connector = Connector.objects.select_related("tenant").filter(pk=connector_id).first()
     if connector is None:
         raise Http404("no such connector")
     if user.is_superuser:
         return connector
-    if not Membership.objects.filter(
-        user=user, tenant_id=connector.tenant_id, role=Membership.Role.ADMIN
-    ).exists():
+    memberships = Membership.objects.filter(user=user, tenant_id=connector.tenant_id)
+    if admin:
+        memberships = memberships.filter(role=Membership.Role.ADMIN)
+    if not memberships.exists():
         raise Http404("no such connector")
     return connector
 
@@ -28,11 +30,13 @@ def connector_for_admin(user, connector_id: int) -> Connector:
 @login_required
 @require_http_methods(["GET", "POST"])
 def connector_connect(request, connector_id: int):
-    """One button: connect (or reconnect) the tenant's shared upstream account."""
-    connector = connector_for_admin(request.user, connector_id)
+    """One button: connect (or reconnect) the upstream account: the tenant's shared one (admins)
+    or, in per-user mode, the signed-in member's own."""
+    shared = Connector.objects.filter(pk=connector_id, mode=Connector.Mode.SHARED).exists()
+    connector = connector_for(request.user, connector_id, admin=shared)
     kind = get_kind(connector.kind)
-    if kind.upstream is None or connector.mode != Connector.Mode.SHARED:
-        raise Http404("this connector has no shared upstream account")
+    if kind.upstream is None:
+        raise Http404("this connector has no upstream account")
     if request.method == "POST":
         return upstream_hop_start(request, connector=connector, pending=None)
     return render(
@@ -41,6 +45,7 @@ def connector_connect(request, connector_id: int):
         {
             "connector": connector,
             "kind": kind,
-            "connection": upstream_connection_for(connector=connector, user_id=None),
+            "shared": shared,
+            "connection": upstream_connection_for(connector=connector, user_id=request.user.pk),
         },
     )

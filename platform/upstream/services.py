@@ -118,10 +118,11 @@ def _fresh(connection: UpstreamConnection, now) -> bool:
     )
 
 
-def _claim_lease(connection_id: int, owner: str, now) -> bool:
-    """Take the refresh lease if nobody holds a live one. One conditional UPDATE."""
+def _claim_lease(connection_id: int, owner: str, now, *, seen_expiry) -> bool:
+    """Take the refresh lease if nobody holds a live one and nobody refreshed since we read
+    the row (its access expiry is still the one we saw). One conditional UPDATE."""
     claimed = (
-        UpstreamConnection.objects.filter(pk=connection_id)
+        UpstreamConnection.objects.filter(pk=connection_id, access_expires_at=seen_expiry)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .exclude(status__in=[Status.NEEDS_REAUTH, Status.REVOKED])
         .update(
@@ -151,18 +152,22 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
     tokens and goes to error, to be retried), and waits for a refresh another process holds.
     """
     deadline = time.monotonic() + settings.UPSTREAM_LEASE_SECONDS + 5
+    first_seen = None
     while True:
         connection = UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
         now = clock.now()
         if connection.status in (Status.NEEDS_REAUTH, Status.REVOKED):
             raise UpstreamReauthRequired(f"connection is {connection.status}")
-        if not force and _fresh(connection, now) and not connection.lease_owner:
+        first_seen = first_seen or connection.access_expires_at
+        if not connection.lease_owner and (
+            (not force and _fresh(connection, now))
+            # Someone else refreshed while we waited: their tokens are the ones to use.
+            or connection.access_expires_at != first_seen
+        ):
             return connection
         owner = uuid.uuid4().hex
-        if _claim_lease(connection_id, owner, now):
+        if _claim_lease(connection_id, owner, now, seen_expiry=connection.access_expires_at):
             break
-        # Someone else is refreshing: wait for their answer rather than spend the token twice.
-        force = False
         if time.monotonic() > deadline:
             raise UpstreamUnavailable("another refresh of this connection did not finish")
         time.sleep(0.05)
@@ -283,7 +288,11 @@ def upstream_keys_reencrypt() -> int:
 
 def reconnect_url(connection: UpstreamConnection) -> str:
     """Where a person restores the connection (the tenant admin for a shared one)."""
-    return f"{settings.PUBLIC_URL}/dashboard/connectors/{connection.connector_id}/connect"
+    return connector_connect_url(connection.connector_id)
+
+
+def connector_connect_url(connector_id: int) -> str:
+    return f"{settings.PUBLIC_URL}/dashboard/connectors/{connector_id}/connect"
 
 
 def upstream_connection_notify_reauth(*, connection_id: int) -> bool:

@@ -12,7 +12,18 @@ PENDING = re.compile(r'name="pending" value="([^"]+)"')
 class Browser:
     """An HTTP client with cookies that signs in and answers the consent page like a person."""
 
-    def __init__(self, username: str, password: str, *, allow: bool = True, connector_id=None):
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        allow: bool = True,
+        connector_id=None,
+        also_visits: tuple[str, ...] = (),
+    ):
+        """``also_visits``: origins besides the platform the browser follows redirects to (the
+        upstream provider's); a redirect anywhere else is the client's callback."""
+        self.also_visits = also_visits
         self.username = username
         self.password = password
         self.allow = allow
@@ -20,14 +31,35 @@ class Browser:
         self.http = httpx.Client(timeout=30)
         self.pages: list[httpx.Response] = []
 
+    def sign_in(self, base_url: str) -> None:
+        page = self.http.get(f"{base_url}/accounts/login/")
+        response = self.http.post(
+            f"{base_url}/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": CSRF.search(page.text).group(1),
+                "username": self.username,
+                "password": self.password,
+            },
+        )
+        assert response.status_code == 302, "sign-in failed"
+
+    def submit(self, url: str, data: dict | None = None) -> httpx.Response:
+        """GET a page with a form and POST it back (with its CSRF token), following redirects
+        through the platform and the origins in ``also_visits``."""
+        page = self.http.get(url)
+        self.pages.append(page)
+        form = {"csrfmiddlewaretoken": CSRF.search(page.text).group(1), **(data or {})}
+        return self.http.post(url, data=form, follow_redirects=True)
+
     def authorize(self, url: str) -> dict:
         """Follow ``url`` (an /authorize URL) to the client's redirect; return its query."""
+        origins = {_origin(url), *self.also_visits}
         response = self.http.get(url)
-        for _ in range(10):
+        for _ in range(12):
             self.pages.append(response)
             if response.status_code in (301, 302, 303, 307):
                 location = urljoin(str(response.url), response.headers["location"])
-                if not location.startswith(str(response.url.copy_with(path="/", query=None))):
+                if _origin(location) not in origins:
                     return _query(location)
                 response = self.http.get(location)
             elif response.status_code == 200 and 'name="password"' in response.text:
@@ -59,6 +91,11 @@ class Browser:
                     f"{response.text[:500]}"
                 )
         raise AssertionError("too many redirects")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _query(location: str) -> dict:
