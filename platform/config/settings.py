@@ -122,9 +122,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 
 REDIS_URL = env("REDIS_URL")
-if REDIS_URL:
+# The cache (rate limits, CIMD backoff) may live in another Redis database than the broker.
+CACHE_REDIS_URL = env("CACHE_REDIS_URL", REDIS_URL)
+if CACHE_REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -205,6 +210,21 @@ OAUTH2_PROVIDER = {
     "CIMD_METADATA_FETCHER": "authserver.registration.CIMDFetcher",
 }
 
+# --- Email (needs-reconnect notices, invitations) ---------------------------------------------
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if EMBEDDED
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", f"connectors@{_public.hostname}")
+
 # --- Logging: one JSON object a line, never a token -------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {
@@ -262,6 +282,11 @@ UPSTREAM_RECENT_USE_SECONDS = envint("UPSTREAM_RECENT_USE_SECONDS", 7 * 86400)
 # Every connection is refreshed at least this often, used or not (keeps rolling windows alive).
 UPSTREAM_MAX_REFRESH_AGE = envint("UPSTREAM_MAX_REFRESH_AGE", 86400)
 EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 30)
+# Retries of a failed background refresh: exponential from this base, with jitter, bounded.
+UPSTREAM_RETRY_BASE_SECONDS = float(env("UPSTREAM_RETRY_BASE_SECONDS", "5") or 5)
+UPSTREAM_RETRY_MAX = envint("UPSTREAM_RETRY_MAX", 6)
+# Test hook: share the upstream clock offset with worker processes (embedded default only).
+UPSTREAM_CLOCK_OFFSET_FILE = env("UPSTREAM_CLOCK_OFFSET_FILE", "") or ""
 CELERY_BEAT_SCHEDULE = {
     "upstream-sweep": {"task": "upstream.tasks.upstream_sweep", "schedule": UPSTREAM_SWEEP_SECONDS},
     "housekeeping": {"task": "authserver.tasks.housekeeping", "schedule": 3600.0},

@@ -19,6 +19,11 @@ urlpatterns = [
         dashboard_views.connector_connect,
         name="connector-connect",
     ),
+    path(
+        "dashboard/connections/<int:connection_id>/disconnect",
+        dashboard_views.connection_disconnect,
+        name="connection-disconnect",
+    ),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

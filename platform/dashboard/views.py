@@ -6,7 +6,8 @@ from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 from tenants.models import Connector, Membership
-from upstream.services import upstream_connection_for
+from upstream.models import UpstreamConnection
+from upstream.services import upstream_connection_disconnect, upstream_connection_for
 
 from connectors.base import get_kind
 
@@ -47,5 +48,31 @@ def connector_connect(request, connector_id: int):
             "kind": kind,
             "shared": shared,
             "connection": upstream_connection_for(connector=connector, user_id=request.user.pk),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["POST"])
+def connection_disconnect(request, connection_id: int):
+    """Disconnect an upstream connection: its own member, or an admin of the tenant."""
+    connection = (
+        UpstreamConnection.objects.select_related("connector__tenant")
+        .filter(pk=connection_id)
+        .first()
+    )
+    if connection is None:
+        raise Http404("no such connection")
+    if connection.user_id != request.user.pk:
+        connector_for(request.user, connection.connector_id, admin=True)  # 404 for others
+    upstream_connection_disconnect(connection_id=connection.pk, actor=request.user)
+    kind = get_kind(connection.connector.kind)
+    return render(
+        request,
+        "authserver/message.html",
+        {
+            "title": f"{kind.title} disconnected",
+            "message": f"The {kind.title} connection of {connection.connector.display_name} is "
+            "revoked, at the provider too, and the clients that used it are signed out.",
         },
     )

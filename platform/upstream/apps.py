@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class UpstreamConfig(AppConfig):
     name = "upstream"
     verbose_name = "Upstream connections"
+
+    def ready(self) -> None:
+        from upstream import signals  # noqa: F401  (connects the receivers)

@@ -371,3 +371,43 @@ def upstream_connections_claim_due(*, batch: int | None = None) -> list[int]:
             refresh_queued_until=now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS * 5)
         )
     return ids
+
+
+def upstream_connections_end_for_member(*, user_id: int, tenant_id: int | None = None) -> int:
+    """A member left a tenant (or the user is being deleted): end their per-user connections.
+
+    Runs inside the deleting transaction: the rows are marked revoked now, and the provider
+    revocations (network calls) happen once that transaction commits.
+    """
+    from authserver.services import mcp_tokens_revoke
+
+    connections = UpstreamConnection.objects.select_related("connector__tenant").filter(
+        user_id=user_id
+    )
+    if tenant_id is not None:
+        connections = connections.filter(connector__tenant_id=tenant_id)
+    to_revoke = []
+    for connection in connections:
+        try:
+            token = crypto.decrypt(connection.refresh_token_encrypted)
+            to_revoke.append((connection.connector.kind, token))
+        except crypto.UndecryptableToken:
+            pass
+        mcp_tokens_revoke(connector_url=connection.connector.url, user_id=user_id)
+        event_record(
+            kind="upstream.disconnected",
+            connector=connection.connector,
+            user_id=user_id,
+            detail={"connection_id": connection.pk, "reason": "membership ended"},
+        )
+    count = connections.update(status=Status.REVOKED, lease_owner="", lease_until=None)
+
+    def revoke_at_providers():
+        for kind, token in to_revoke:
+            try:
+                get_kind(kind).upstream.build_provider().revoke(token)
+            except (UpstreamReauthRequired, UpstreamUnavailable) as exc:
+                log.warning("provider revocation failed", extra={"error": str(exc)[:200]})
+
+    transaction.on_commit(revoke_at_providers)
+    return count

@@ -4,6 +4,7 @@ import logging
 import random
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 from events.services import event_record
 
@@ -13,16 +14,14 @@ from upstream.services import upstream_connection_refresh, upstream_connections_
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 6
-
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never sooner than the provider asked."""
-    backoff = min(600.0, 5.0 * (2**attempt))
-    return max(retry_after or 0.0, random.uniform(backoff / 2, backoff))
+    """Exponential backoff with jitter, never sooner than the provider asked (bounded)."""
+    backoff = min(600.0, settings.UPSTREAM_RETRY_BASE_SECONDS * (2**attempt))
+    return min(900.0, max(retry_after or 0.0, random.uniform(backoff / 2, backoff)))
 
 
-@shared_task(bind=True, max_retries=MAX_RETRIES)
+@shared_task(bind=True, max_retries=None)
 def upstream_refresh(self, connection_id: int) -> None:
     try:
         upstream_connection_refresh(connection_id=connection_id)
@@ -31,6 +30,11 @@ def upstream_refresh(self, connection_id: int) -> None:
     except UpstreamReauthRequired:
         return  # the service marked it needs_reauth and told the admins; nothing to retry
     except UpstreamUnavailable as exc:
+        if self.request.retries >= settings.UPSTREAM_RETRY_MAX:
+            log.warning(
+                "giving up on refresh until the next sweep", extra={"connection_id": connection_id}
+            )
+            return
         raise self.retry(
             exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after)
         ) from exc
