@@ -4,8 +4,9 @@ from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
-from events.services import event_record_for_request
 from oauth2_provider.views import OAuthProtectedResourceMetadataView
+
+from events.services import event_record_for_request
 from tenants.models import Connector
 
 

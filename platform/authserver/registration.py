@@ -15,8 +15,6 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
-from events.models import Event
-from events.services import client_address, event_record_for_request
 from oauth2_provider.cimd import (
     CIMDError,
     SafeMetadataFetcher,
@@ -25,6 +23,9 @@ from oauth2_provider.cimd import (
 )
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 from oauth2_provider.views import DynamicClientRegistrationView
+
+from events.models import Event
+from events.services import client_address, event_record_for_request
 
 MAX_REGISTRATION_BYTES = 16 * 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}

@@ -5,11 +5,11 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
-from events.models import Event
 from oauth2_provider.models import clear_expired
 
 from authserver.models import UsedAuthorizationCode
 from authserver.registration import registrations_prune
+from events.models import Event
 
 
 def housekeeping_run() -> dict:

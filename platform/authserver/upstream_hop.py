@@ -10,13 +10,13 @@ import time
 
 from django.conf import settings
 from django.shortcuts import redirect, render
+
+from connectors.base import UpstreamReauthRequired, UpstreamUnavailable, get_kind
 from events.models import Event
 from events.services import event_record_for_request
 from tenants.models import Connector
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_for, upstream_connection_store
-
-from connectors.base import UpstreamReauthRequired, UpstreamUnavailable, get_kind
 
 STATES_KEY = "upstream_states"
 STATE_LIFETIME = 900

@@ -14,8 +14,6 @@ from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
 from django.views.decorators.csrf import csrf_exempt
-from events.models import Event
-from events.services import event_record_for_request
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import Application
@@ -24,11 +22,13 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import IntrospectTokenView, RevokeTokenView, TokenView
 from oauth2_provider.views.base import BaseAuthorizationView
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
-from tenants.models import Connector
-from tenants.selectors import connector_from_url, connectors_usable_by, membership_for
 
 from authserver.models import Consent
 from authserver.upstream_hop import upstream_hop
+from events.models import Event
+from events.services import event_record_for_request
+from tenants.models import Connector
+from tenants.selectors import connector_from_url, connectors_usable_by, membership_for
 
 PENDING_KEY = "pending_authorizations"
 MAX_PENDING = 10

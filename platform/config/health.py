@@ -37,6 +37,7 @@ def _beat_status() -> str:
     from datetime import timedelta
 
     from django.utils import timezone
+
     from events.models import Event
 
     try:

@@ -1,12 +1,12 @@
-from authserver.upstream_hop import upstream_callback
-from dashboard import views as dashboard_views
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from authserver.upstream_hop import upstream_callback
 from config import health
+from dashboard import views as dashboard_views
 
 urlpatterns = [
     path("", include("authserver.urls")),

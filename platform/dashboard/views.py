@@ -1,15 +1,15 @@
 """Server-rendered dashboard pages (for now: a tenant admin connects the shared account)."""
 
-from authserver.upstream_hop import upstream_hop_start
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
+
+from authserver.upstream_hop import upstream_hop_start
+from connectors.base import get_kind
 from tenants.models import Connector, Membership
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_disconnect, upstream_connection_for
-
-from connectors.base import get_kind
 
 
 def connector_for(user, connector_id: int, *, admin: bool) -> Connector:

@@ -9,14 +9,14 @@ from collections import OrderedDict
 
 import anyio
 from asgiref.sync import sync_to_async
-from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from django.conf import settings
 from django.utils import timezone
-from events.models import Event
-from events.services import aevent_record, call_counter
 from mcp.server.transport_security import TransportSecuritySettings
 
+from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from connectors.base import SCOPE_KEY, ToolContext, all_kinds
+from events.models import Event
+from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from django.db.models import OuterRef, Subquery
 from oauth2_provider.models import AccessToken
+
 from tenants.models import Connector, Membership
 
 

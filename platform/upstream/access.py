@@ -1,9 +1,9 @@
 """What tools use: the upstream access token of the connection a tool call runs with."""
 
 from asgiref.sync import sync_to_async
-from tenants.models import Connector
 
 from connectors.base import ToolContext, UpstreamReauthRequired, UpstreamUnavailable
+from tenants.models import Connector
 from upstream.models import UpstreamConnection
 from upstream.services import (
     AccessGrant,

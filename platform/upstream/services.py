@@ -16,8 +16,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from events.models import Event
-from events.services import event_record
 
 from connectors.base import (
     UpstreamProvider,
@@ -26,6 +24,8 @@ from connectors.base import (
     UpstreamUnavailable,
     get_kind,
 )
+from events.models import Event
+from events.services import event_record
 from upstream import clock, crypto
 from upstream.models import UpstreamConnection
 
@@ -298,6 +298,7 @@ def connector_connect_url(connector_id: int) -> str:
 def upstream_connection_notify_reauth(*, connection_id: int) -> bool:
     """Email the tenant's admins, once per loss, that the connection needs a reconnect."""
     from django.core.mail import send_mail
+
     from tenants.models import Membership
 
     claimed = UpstreamConnection.objects.filter(

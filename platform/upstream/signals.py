@@ -4,8 +4,8 @@ per-user upstream connections and the MCP tokens that used them."""
 from django.conf import settings
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
-from tenants.models import Membership
 
+from tenants.models import Membership
 from upstream.services import upstream_connections_end_for_member
 
 

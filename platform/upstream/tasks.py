@@ -6,9 +6,9 @@ import random
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
-from events.services import event_record
 
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
+from events.services import event_record
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_refresh, upstream_connections_claim_due
 

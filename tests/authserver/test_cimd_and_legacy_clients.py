@@ -14,8 +14,6 @@ import anyio
 import httpx
 import pytest
 import urllib3
-from authserver.models import Consent
-from events.models import Event
 from oauth2_provider import cimd
 from oauth2_provider.models import AccessToken, Application
 from starlette.applications import Starlette
@@ -23,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authserver.models import Consent
+from events.models import Event
 from tests.support.live import serve_in_thread
 from tests.support.mcp_client import CLAUDE_REDIRECT, MemoryStorage, connected, oauth_provider
 from tests.support.oauth import CSRF, Browser

@@ -539,8 +539,9 @@ def test_unused_dynamic_registrations_are_pruned_and_used_ones_kept(live_url, ac
 
 
 def test_a_client_that_completed_the_flow_survives_pruning(live_url, acme):
-    from authserver.registration import registrations_prune
     from django.conf import settings
+
+    from authserver.registration import registrations_prune
 
     redirect = "https://claude.ai/api/mcp/auth_callback"
     client = registered_client(

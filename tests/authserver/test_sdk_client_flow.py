@@ -5,9 +5,9 @@ import time
 import anyio
 import httpx
 import pytest
-from events.models import Event
 from oauth2_provider.models import AccessToken, Application
 
+from events.models import Event
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
 

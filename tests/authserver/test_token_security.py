@@ -5,10 +5,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from authserver.models import Consent
 from django.db import connection
 from oauth2_provider.models import Grant, RefreshToken
 
+from authserver.models import Consent
 from tests.support.flow import OAuthClient, mcp_post, pkce_pair
 from tests.support.oauth import Browser
 

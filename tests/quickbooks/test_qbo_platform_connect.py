@@ -5,12 +5,12 @@ import anyio
 import httpx
 import pytest
 from django.db import connection as db
-from upstream import crypto
-from upstream.models import UpstreamConnection
 
 from tests.support.flow import OAuthClient, pkce_pair
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
+from upstream import crypto
+from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

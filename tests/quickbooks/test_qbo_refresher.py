@@ -7,15 +7,15 @@ import threading
 import time
 
 import pytest
-from config.celery import app as celery_app
 from django.core import mail
-from upstream import clock, services, tasks
-from upstream.models import UpstreamConnection
 
+from config.celery import app as celery_app
 from connectors.base import UpstreamTokens
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.oauth import Browser
 from tests.support.workers import celery_workers
+from upstream import clock, services, tasks
+from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -294,6 +294,7 @@ def test_disconnect_revokes_at_the_provider_and_ends_the_mcp_tokens(fleet, live_
 
 def test_removing_a_member_ends_their_per_user_connection(live_url, acme, qbo_emulator, settings):
     from django.contrib.auth.models import User
+
     from tenants.models import Membership
     from tenants.services import connector_create
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+
 from tenants.models import Connector, Membership, Tenant
 
 ROOT = Path(__file__).resolve().parents[2]
