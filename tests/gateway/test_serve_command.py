@@ -1,73 +1,135 @@
-"""``manage.py serve`` on the embedded default: web, worker and beat; stops on SIGINT."""
+"""``uv run manage.py serve`` on the embedded default, as a newcomer runs it: no PostgreSQL or
+Redis variables. It migrates, creates the demo tenant, starts the Intuit emulator, a worker and
+beat; the SDK client connects to the demo connector through the emulator's consent page and
+calls tools; SIGINT stops everything; a second run reuses the data."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import anyio
 import httpx
 
 from tests.support.live import free_port
+from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
+from tests.support.oauth import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_serve_migrates_and_answers_as_an_mcp_server(tmp_path):
-    port = free_port()
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env.update(
-        VAR_DIR=str(tmp_path),
-        PUBLIC_URL=f"http://127.0.0.1:{port}",
-        EXTRA_CONNECTOR_KINDS="tests.support.kinds.echo_kind",
-        UPSTREAM_SWEEP_SECONDS="2",
-    )
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run(
-        [*manage, "tenant", "create", "acme"], env=env, cwd=ROOT, check=True, capture_output=True
-    )
-    subprocess.run(
-        [*manage, "connector", "create", "acme", "echo"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    server = subprocess.Popen(
-        [*manage, "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
+class Serve:
+    def __init__(self, env):
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match:
+        deadline = time.monotonic() + timeout
         while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read()
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.2)
-        response = httpx.post(f"http://127.0.0.1:{port}/t/acme/echo/mcp", json={})
-        assert response.status_code == 401
-        assert "resource_metadata=" in response.headers["www-authenticate"]
-        # Beat schedules the upstream sweep, the worker runs it: readiness sees its heartbeat.
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            assert self.process.poll() is None, "".join(self.lines)
+            assert time.monotonic() < deadline, "".join(self.lines)
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+
+def wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not answer"
+        time.sleep(0.2)
+
+
+def test_serve_gives_a_working_demo_connector(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "CACHE_REDIS_URL")
+    }
+    env.update(VAR_DIR=str(tmp_path), PUBLIC_URL=base, UPSTREAM_SWEEP_SECONDS="2")
+
+    serve = Serve(env)
+    try:
+        url = serve.wait_for(r"connector:\s+(\S+)")[1]
+        username, password = serve.wait_for(r"sign in:\s+(\S+) / (\S+)").groups()
+        emulator = serve.wait_for(r"QuickBooks: emulator at (\S+)")[1]
+        wait_ready(base)
+        assert url == f"{base}/t/demo/quickbooks/mcp"
+
+        unauthenticated = httpx.post(url, json={})
+        assert unauthenticated.status_code == 401
+        assert "resource_metadata=" in unauthenticated.headers["www-authenticate"]
+
+        browser = Browser(username, password, also_visits=(emulator,))
+
+        async def use_the_connector():
+            provider = oauth_provider(url, browser, MemoryStorage())
+            async with connected(url, provider) as client:
+                info = await client.call_tool("company_info", {})
+                rows = await client.call_tool(
+                    "query", {"query": "SELECT * FROM Customer", "max_results": 3}
+                )
+                return info, rows
+
+        info, rows = anyio.run(use_the_connector)
+        assert not info.is_error and info.structured_content["CompanyName"]
+        assert not rows.is_error and len(rows.structured_content["rows"]) == 3
+        assert any('name="decision"' in page.text for page in browser.pages)  # Intuit's page
+
+        # Beat schedules the sweep and the worker runs it: readiness sees its heartbeat.
         deadline = time.monotonic() + 60
-        while httpx.get(f"http://127.0.0.1:{port}/readyz").json()["checks"]["beat"] != "ok":
+        while httpx.get(f"{base}/readyz").json()["checks"]["beat"] != "ok":
             assert time.monotonic() < deadline, "no sweep ran: worker or beat not working"
             time.sleep(0.5)
-        assert (tmp_path / "platform.sqlite3").exists()
-        assert (tmp_path / "secret_key").exists()
     finally:
-        server.send_signal(signal.SIGINT)
-        output, _ = server.communicate(timeout=30)
-    assert server.returncode == 0, output
-    assert f"http://127.0.0.1:{port}" in output
+        returncode = serve.stop()
+    assert returncode == 0, "".join(serve.lines)
+    assert "Stopped." in "".join(serve.lines)
+    assert not _children_left(tmp_path)
+
+    # A second run reuses the database, the secrets and the demo sign-in.
+    again = Serve(env)
+    try:
+        assert again.wait_for(r"sign in:\s+(\S+) / (\S+)").groups() == (username, password)
+        wait_ready(base)
+        assert httpx.post(url, json={}).status_code == 401
+    finally:
+        assert again.stop() == 0
+
+
+def _children_left(var_dir: Path) -> list[str]:
+    """Processes still running that serve started (worker, beat, emulator)."""
+    found = subprocess.run(
+        ["pgrep", "-af", "celery -A config|connectors.quickbooks.emulator"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line for line in found.splitlines() if str(var_dir) in line or "emulator" in line]

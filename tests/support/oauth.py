@@ -7,6 +7,9 @@ import httpx
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 PENDING = re.compile(r'name="pending" value="([^"]+)"')
+INPUT = re.compile(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"')
+OPTION = re.compile(r'<option[^>]*value="([^"]*)"')
+FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
 class Browser:
@@ -20,10 +23,12 @@ class Browser:
         allow: bool = True,
         connector_id=None,
         also_visits: tuple[str, ...] = (),
+        allow_provider: bool = True,
     ):
         """``also_visits``: origins besides the platform the browser follows redirects to (the
         upstream provider's); a redirect anywhere else is the client's callback."""
         self.also_visits = also_visits
+        self.allow_provider = allow_provider
         self.username = username
         self.password = password
         self.allow = allow
@@ -85,12 +90,24 @@ class Browser:
                     data=form,
                     headers={"Referer": str(response.url)},
                 )
+            elif response.status_code == 200 and 'name="decision"' in response.text:
+                response = self._answer_provider_consent(response)
             else:
                 raise AssertionError(
                     f"unexpected page {response.status_code} at {response.url}: "
                     f"{response.text[:500]}"
                 )
         raise AssertionError("too many redirects")
+
+    def _answer_provider_consent(self, page: httpx.Response) -> httpx.Response:
+        """The upstream provider's (the Intuit emulator's) consent form: Connect or Cancel."""
+        form = dict(INPUT.findall(page.text))
+        option = OPTION.search(page.text)
+        if option:
+            form.setdefault("realm_id", option.group(1))
+        form["decision"] = "approve" if self.allow_provider else "deny"
+        action = FORM_ACTION.search(page.text).group(1)
+        return self.http.post(urljoin(str(page.url), action), data=form)
 
 
 def _origin(url: str) -> str:
