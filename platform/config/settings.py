@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "gateway",
     "upstream",
     "dashboard",
+    "doctor",
 ]
 
 MIDDLEWARE = [

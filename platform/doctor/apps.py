@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DoctorConfig(AppConfig):
+    name = "doctor"
+    verbose_name = "Connection doctor"
