@@ -1,8 +1,21 @@
-"""Structured JSON log lines."""
+"""Structured JSON log lines, each carrying the id of the request it belongs to."""
 
+import contextvars
 import json
 import logging
+import re
+import uuid
 from datetime import UTC, datetime
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a new one."""
+    if header and _VALID_ID.match(header):
+        return header
+    return uuid.uuid4().hex
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,9 +30,29 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if request_id := request_id_var.get():
+            payload["request_id"] = request_id
         for key, value in vars(record).items():
-            if key not in self._standard and not key.startswith("_"):
+            if key not in self._standard and not key.startswith("_") and key != "request":
                 payload[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload)
+
+
+class RequestIdMiddleware:
+    """Give every Django request an id (the caller's X-Request-ID, or a new one), log with it,
+    and return it in the response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "authserver.middleware.OAuthEndpointCorsMiddleware",
@@ -238,6 +239,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # oauthlib's debug lines quote refresh tokens and codes: never below WARNING.
+        "oauthlib": {"level": "WARNING"},
     },
 }
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from mcp.server.transport_security import TransportSecuritySettings
 
 from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
+from config.logging import request_id_from, request_id_var
 from connectors.base import SCOPE_KEY, ToolContext, all_kinds
 from events.models import Event
 from events.services import aevent_record, call_counter
@@ -84,6 +85,25 @@ class Gateway:
         return path.startswith("/t/")
 
     async def __call__(self, scope, receive, send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = request_id_from(headers.get("x-request-id"))
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_with_id, headers)
+        finally:
+            request_id_var.reset(token)
+
+    async def _serve(self, scope, receive, send, headers) -> None:
         started = time.monotonic()
         match = MCP_PATH.match(scope["path"])
         if not match:
@@ -92,7 +112,6 @@ class Gateway:
             )
             return
         tenant, connector = match["tenant"], match["connector"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
         if not _host_allowed(headers.get("host", "")):
             await _json(

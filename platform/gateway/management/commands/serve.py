@@ -54,6 +54,7 @@ class Command(BaseCommand):
                 port=port,
                 proxy_headers=True,
                 log_level="warning",
+                log_config=None,  # uvicorn logs through Django's LOGGING: JSON lines
                 lifespan="on",
             )
         finally:

@@ -1,0 +1,49 @@
+"""Logs are JSON lines with a request id, and never carry a token."""
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from config.logging import JsonFormatter
+from tests.support.flow import OAuthClient, mcp_post
+from tests.support.oauth import Browser
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_every_response_carries_a_request_id(live_url, acme):
+    given = "trace-0123456789"
+    assert (
+        httpx.get(f"{live_url}/healthz", headers={"X-Request-ID": given}).headers["x-request-id"]
+        == given
+    )
+    generated = httpx.post(acme["connector"].url, json={}).headers["x-request-id"]
+    assert len(generated) == 32
+    forged = httpx.get(f"{live_url}/healthz", headers={"X-Request-ID": "bad id; drop table"})
+    assert forged.headers["x-request-id"] != "bad id; drop table"
+
+
+def test_log_lines_are_json_and_hold_no_token(live_url, acme, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = OAuthClient.register(live_url, method="client_secret_post")
+    tokens = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)
+    fail = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "fail", "arguments": {"message": "boom"}},
+    }
+    assert mcp_post(acme["connector"].url, tokens["access_token"], fail).status_code == 200
+    assert client.refresh(tokens["refresh_token"]).status_code == 200
+
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    assert lines, "nothing was logged"
+    secrets = [tokens["access_token"], tokens["refresh_token"], client.client_secret]
+    for line in lines:
+        parsed = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(parsed)
+        for secret in secrets:
+            assert secret not in line
