@@ -32,3 +32,16 @@ class OAuthEndpointCorsMiddleware:
             response = self.get_response(request)
         add_cors_headers(response)
         return response
+
+
+class NoFramingMiddleware:
+    """Sign-in and consent pages must never render inside another site's frame (clickjacking);
+    X-Frame-Options comes from Django, this adds the CSP form modern browsers prefer."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        return response

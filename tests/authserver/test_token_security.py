@@ -226,3 +226,15 @@ def test_denied_consent_redirects_access_denied_with_iss(live_url, acme):
     assert query["state"] == "st4te"
     assert query["iss"] == live_url
     assert not RefreshToken.objects.exists()
+
+
+def test_consent_page_cannot_be_framed(live_url, acme):
+    client = OAuthClient.register(live_url)
+    _, challenge = pkce_pair()
+    browser = Browser("bob", "bob-pass-123", allow=False)
+    browser.authorize(client.authorize_url(challenge, resource=acme["connector"].url))
+    consent = next(page for page in browser.pages if 'name="pending"' in page.text)
+    assert consent.headers["x-frame-options"] == "DENY"
+    assert consent.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert "Test client" in consent.text and "claude.ai" in consent.text
+    assert "Echo of Acme Inc" in consent.text
