@@ -1,0 +1,47 @@
+"""The MCP hot path: one database round trip to authorize, no event insert per routine call."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from events.models import Event
+from events.services import call_counter
+from gateway.bearer import bearer_check
+from tests.support.flow import OAuthClient, mcp_post
+from tests.support.oauth import Browser
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_authorizing_a_request_is_one_query(live_url, acme):
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
+    with CaptureQueriesContext(connection) as queries:
+        check = bearer_check("acme", "echo", token)
+    assert len(queries.captured_queries) == 1
+    assert check.member_role == "member" and check.username == "bob"
+    assert check.token_resource == [acme["connector"].url]
+    with CaptureQueriesContext(connection) as queries:
+        assert bearer_check("acme", "echo", "not-a-token").token_id is None
+    assert len(queries.captured_queries) == 1
+
+
+def test_routine_calls_are_counted_not_written_one_by_one(live_url, acme):
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
+    url = acme["connector"].url
+    echo = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "hi"}},
+    }
+    assert mcp_post(url, token, echo).status_code == 200  # the first call: traced in full
+    rows = Event.objects.count()
+    for _ in range(5):
+        assert mcp_post(url, token, echo).status_code == 200
+    assert Event.objects.count() == rows  # nothing written per routine call
+    assert call_counter.flush() == 1
+    aggregate = Event.objects.get(kind="mcp.calls")
+    assert aggregate.detail == {"count": 5, "by_name": {"tools/call:echo": 5}}
+    assert aggregate.connector_id == acme["connector"].pk
