@@ -71,7 +71,7 @@ class AuthorizeView(BaseAuthorizationView):
                     connector,
                     application,
                     status=403,
-                    detail={"reason": "not_member"},
+                    detail={"reason": "member_or_connector_refused"},
                 )
                 return refusal
             choices = [connector]
@@ -176,10 +176,10 @@ class AuthorizeView(BaseAuthorizationView):
             )
             return self._error(error, application)
 
-        connector_id = pending["connector_id"] or request.POST.get("connector")
+        connector_id = pending["connector_id"] or request.POST.get("connector", "")
         connector = (
             Connector.objects.select_related("tenant").filter(pk=connector_id).first()
-            if str(connector_id or "").isdigit() or isinstance(connector_id, int)
+            if str(connector_id).isdigit()
             else None
         )
         if connector is None:
