@@ -3,24 +3,38 @@
 Every tool runs for one tenant, connector and user (the gateway's ToolContext) with the access
 token of that call's upstream connection. Upstream failures become MCP tool errors with a
 message a person can act on, never protocol errors.
+
+The tools live in tools_status, tools_read (records, lists, queries), tools_reports and
+tools_write (listed and callable only where the connector allows writes, see write_gate); this
+module holds what they share and builds the server.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from upstream.access import UpstreamNotConnected, upstream_grant_for, upstream_mark_reauth
 
 from connectors.base import ToolContext, UpstreamUnavailable, tool_context
 from connectors.quickbooks import client as qbo
 from connectors.quickbooks.provider import endpoints
+from connectors.quickbooks.write_gate import WriteGatedServer
+from upstream.access import UpstreamNotConnected, upstream_grant_for, upstream_mark_reauth
 
 T = TypeVar("T")
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=True)
+# A create adds a record and changes nothing else; sending it again adds another one (unless
+# the same request_id is sent), so it is not idempotent.
+CREATES = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
+)
+# An update overwrites fields; its SyncToken makes a repeat fail instead of applying twice.
+UPDATES = ToolAnnotations(
+    readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True
+)
 
 # One throttle per process, keyed by company: one tenant cannot exceed Intuit's limits.
 THROTTLE = qbo.RealmThrottle()
@@ -58,8 +72,8 @@ async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitab
         ) from None
     except qbo.StaleObject as exc:
         raise ToolError(
-            f"The record changed since it was read ({exc}); read it again and retry with its "
-            "current SyncToken"
+            f"The record changed since its SyncToken was read ({exc}). Read it again with "
+            "get_record and retry with the SyncToken it returns now"
         ) from None
     except qbo.NotFound as exc:
         raise ToolError(f"Not found in QuickBooks: {exc}") from None
@@ -74,56 +88,29 @@ async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitab
     raise AssertionError("unreachable")
 
 
+def next_start(start_position: int, returned: int, max_results: int) -> int | None:
+    """Where the next page starts, or None when this page was the last one."""
+    return start_position + returned if returned == max_results else None
+
+
+INSTRUCTIONS = (
+    "Tools for one QuickBooks Online company. Find ids with find_customers, find_vendors, "
+    "list_invoices, list_bills and chart_of_accounts; get_record returns a whole record with "
+    "its SyncToken; query covers anything else (Intuit's grammar: SELECT * or count(*), "
+    "no OR or JOIN). Reports come back as rows flattened with their section path. Dates are "
+    "YYYY-MM-DD. Write tools are listed only when the connector allows writes. When a tool "
+    "says the connection must be reconnected, call connection_status and give the user its "
+    "reconnect_url."
+)
+
+
 def build_server() -> MCPServer:
-    server = MCPServer(
-        "quickbooks",
-        instructions=(
-            "Tools for one QuickBooks Online company. Use query for anything the specific "
-            "tools do not cover; its grammar is Intuit's (SELECT * or count(*), no OR/JOIN)."
-        ),
-    )
+    # Imported here because the tool modules import with_company and friends from this one.
+    from connectors.quickbooks import tools_read, tools_reports, tools_status, tools_write
 
-    @server.tool(annotations=READ_ONLY)
-    async def company_info(ctx: Context) -> dict[str, Any]:
-        """The connected company's name, legal name, address, country and fiscal year start."""
-        info = await with_company(ctx, lambda api: api.company_info())
-        return {
-            key: info.get(key)
-            for key in (
-                "CompanyName",
-                "LegalName",
-                "Country",
-                "FiscalYearStartMonth",
-                "CompanyAddr",
-                "Email",
-                "Id",
-            )
-        }
-
-    @server.tool(annotations=READ_ONLY)
-    async def query(
-        ctx: Context, query: str, start_position: int = 1, max_results: int = 100
-    ) -> dict[str, Any]:
-        """Run a read-only QuickBooks query, e.g. "SELECT * FROM Customer WHERE
-        DisplayName LIKE 'A%'". Grammar: SELECT * | count(*) FROM Entity [WHERE a AND b]
-        [ORDERBY field [ASC|DESC]]; operators = < > <= >= IN LIKE ('%' only); no OR or JOIN.
-        Pages with start_position (1-based) and max_results (at most 1000)."""
-        try:
-            qbo.validate_query(query)
-        except qbo.QuickBooksError as exc:
-            raise ToolError(f"Invalid query: {exc}") from None
-        page = await with_company(
-            ctx,
-            lambda api: api.query(query, start_position=start_position, max_results=max_results),
-        )
-        result: dict[str, Any] = {"entity": page.entity, "start_position": page.start_position}
-        if page.total_count is not None:
-            result["total_count"] = page.total_count
-        else:
-            result["rows"] = page.items
-            result["returned"] = len(page.items)
-            if len(page.items) == max_results:
-                result["next_start_position"] = page.start_position + len(page.items)
-        return result
-
+    server = WriteGatedServer("quickbooks", instructions=INSTRUCTIONS)
+    tools_status.register(server)
+    tools_read.register(server)
+    tools_reports.register(server)
+    tools_write.register(server)
     return server

@@ -7,72 +7,16 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
+
+from connectors.quickbooks import client as qbo
+from tests.quickbooks.conftest import advance, call
 from upstream import clock, crypto, services
 from upstream.models import UpstreamConnection
-
-from connectors.base import UpstreamTokens
-from connectors.quickbooks import client as qbo
-from tests.support.flow import OAuthClient, mcp_post
-from tests.support.oauth import Browser
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HOUR = 3600
 DAY = 86400
-
-
-@pytest.fixture
-def qbo_connector(live_url, acme, qbo_emulator, settings):
-    """bob's per-user QuickBooks connection (made directly at the emulator) and an MCP token."""
-    from django.contrib.auth.models import User
-    from tenants.services import connector_create
-
-    settings.QUICKBOOKS_ENVIRONMENT = qbo_emulator.base_url
-    settings.QUICKBOOKS_CLIENT_ID = qbo_emulator.client_id
-    settings.QUICKBOOKS_CLIENT_SECRET = qbo_emulator.client_secret
-    clock.reset()
-    connector = connector_create(tenant=acme["tenant"], kind="quickbooks", slug="qbo")
-    issued = qbo_emulator.connect()
-    connection = services.upstream_connection_store(
-        connector=connector,
-        user=User.objects.get(username="bob"),
-        provider="quickbooks",
-        tokens=UpstreamTokens(
-            access_token=issued["access_token"],
-            refresh_token=issued["refresh_token"],
-            expires_in=issued["expires_in"],
-            refresh_expires_in=issued["x_refresh_token_expires_in"],
-            external_account_id=issued["realmId"],
-        ),
-    )
-    client = OAuthClient.register(live_url)
-    tokens = client.tokens(Browser("bob", "bob-pass-123"), connector.url)
-    yield {
-        "connector": connector,
-        "connection": connection,
-        "token": tokens["access_token"],
-        "emulator": qbo_emulator.emulator,
-        "issued": issued,
-    }
-    clock.reset()
-
-
-def call(ctx, tool="company_info", arguments=None):
-    payload = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments or {}},
-    }
-    response = mcp_post(ctx["connector"].url, ctx["token"], payload, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()["result"]
-
-
-def advance(ctx, seconds):
-    """Move Intuit's clock and ours together."""
-    ctx["emulator"].clock.advance(seconds)
-    clock.advance(seconds)
 
 
 def stored_refresh_token(ctx) -> str:
