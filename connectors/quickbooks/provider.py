@@ -1,7 +1,9 @@
 """The QuickBooks side of the platform's upstream-provider interface (connectors.base)."""
 
 from collections.abc import Mapping
+from dataclasses import replace
 
+import httpx
 from django.conf import settings
 
 from connectors.base import UpstreamReauthRequired, UpstreamTokens, UpstreamUnavailable
@@ -46,6 +48,25 @@ def _translate(exc: qbo.QuickBooksError) -> Exception:
     return UpstreamUnavailable(f"Intuit is unavailable: {exc}")
 
 
+def _company_name(token_set: qbo.TokenSet, realm_id: str) -> str:
+    """The company's name for the dashboard and status tool; best effort (empty on failure),
+    since the connection works without it."""
+    api = endpoints().api_base
+    with qbo.make_client() as http:
+        try:
+            response = http.get(
+                f"{api}/company/{realm_id}/companyinfo/{realm_id}",
+                params={"minorversion": qbo.MINOR_VERSION},
+                headers={
+                    "Authorization": f"Bearer {token_set.access_token}",
+                    "Accept": "application/json",
+                },
+            )
+            return str(response.json()["CompanyInfo"]["CompanyName"])[:200]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return ""
+
+
 class QuickBooksProvider:
     name = PROVIDER
 
@@ -68,9 +89,11 @@ class QuickBooksProvider:
         if not params.get("code") or not realm_id:
             raise UpstreamReauthRequired("Intuit's answer has no code or no realmId")
         try:
-            return _tokens(self._oauth().exchange_code(params["code"], redirect_uri), realm_id)
+            token_set = self._oauth().exchange_code(params["code"], redirect_uri)
         except qbo.QuickBooksError as exc:
             raise _translate(exc) from None
+        tokens = _tokens(token_set, realm_id)
+        return replace(tokens, external_account_name=_company_name(token_set, realm_id))
 
     def refresh(self, refresh_token: str) -> UpstreamTokens:
         try:

@@ -70,6 +70,7 @@ def test_per_user_connect_goes_through_intuit_and_tools_return_company_data(quic
     assert connection.user.username == "bob"
     assert connection.status == "active"
     assert connection.external_account_id
+    assert connection.external_account_name == info.structured_content["CompanyName"]
     # The raw columns hold ciphertext only.
     with db.cursor() as cursor:
         cursor.execute(
