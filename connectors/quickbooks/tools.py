@@ -5,7 +5,7 @@ token of that call's upstream connection. Upstream failures become MCP tool erro
 message a person can act on, never protocol errors.
 
 The tools live in tools_status, tools_read (records, lists, queries), tools_reports and
-tools_write (listed and callable only where the connector allows writes, see write_gate); this
+tools_write (listed and callable only where the connector allows writes, see connectors.write_gate); this
 module holds what they share and builds the server.
 """
 
@@ -21,7 +21,7 @@ from mcp.types import ToolAnnotations
 from connectors.base import ToolContext, UpstreamUnavailable, tool_context
 from connectors.quickbooks import client as qbo
 from connectors.quickbooks.provider import endpoints
-from connectors.quickbooks.write_gate import WriteGatedServer
+from connectors.write_gate import WriteGatedServer
 from upstream.access import UpstreamNotConnected, upstream_grant_for, upstream_mark_reauth
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from connectors.base import ToolContext, tool_context
 from connectors.quickbooks.tools import READ_ONLY, with_company
-from connectors.quickbooks.write_gate import writes_allowed
+from connectors.write_gate import writes_allowed
 from tenants.models import Connector
 from upstream.models import UpstreamConnection
 from upstream.services import connector_connect_url, upstream_connection_for
