@@ -5,8 +5,8 @@ token of that call's upstream connection. Upstream failures become MCP tool erro
 message a person can act on, never protocol errors.
 
 The tools live in tools_status, tools_read (records, lists, queries), tools_reports and
-tools_write (listed and callable only where the connector allows writes, see connectors.write_gate); this
-module holds what they share and builds the server.
+tools_write (listed and callable only where the connector allows writes, see
+connectors.write_gate); this module holds what they share and builds the server.
 """
 
 from collections.abc import Awaitable, Callable

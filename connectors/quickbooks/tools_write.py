@@ -1,4 +1,5 @@
-"""Write tools, listed and callable only where the connector allows writes (see connectors.write_gate).
+"""Write tools, listed and callable only where the connector allows writes
+(see connectors.write_gate).
 
 Every write sends Intuit a requestid, so a write resent after a timeout or a dropped connection
 returns the first answer instead of creating a second record. The client resends on its own
