@@ -38,10 +38,10 @@ def _beat_status() -> str:
 
     from django.utils import timezone
 
-    from events.models import Event
+    from upstream.selectors import upstream_last_sweep
 
     try:
-        last = Event.objects.filter(kind="upstream.sweep").values_list("created", flat=True).first()
+        last = upstream_last_sweep()
     except Exception as exc:
         return f"error: {exc.__class__.__name__}"
     if last is None:

@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import httpx
 import pytest
 from django.core import mail
 
@@ -318,3 +319,35 @@ def test_removing_a_member_ends_their_per_user_connection(live_url, acme, qbo_em
     Membership.objects.filter(user__username="bob", tenant=acme["tenant"]).delete()
     assert UpstreamConnection.objects.get(pk=connection.pk).status == "revoked"
     assert qbo_emulator.emulator.counters_snapshot()["grants.revoked"] == before + 1
+
+
+def test_status_counts_and_last_sweep_are_queryable(fleet, live_url):
+    from upstream.selectors import upstream_last_sweep, upstream_status_counts
+
+    assert upstream_last_sweep() is None
+    assert httpx.get(f"{live_url}/readyz").json()["checks"]["beat"] == "not yet run"
+    UpstreamConnection.objects.filter(pk=fleet["members"][0]["connection"].pk).update(
+        status="needs_reauth"
+    )
+    counts = upstream_status_counts()
+    assert counts["active"] == 3 and counts["needs_reauth"] == 1 and counts["revoked"] == 0
+    connector_ids = [fleet["members"][0]["connector"].pk]
+    assert upstream_status_counts(connector_ids=connector_ids)["active"] == 0
+    celery_app.conf.task_always_eager = True
+    try:
+        tasks.upstream_sweep()
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert upstream_last_sweep() is not None
+    assert httpx.get(f"{live_url}/readyz").json()["checks"]["beat"] == "ok"
+    # Beat stops: three missed sweeps later, readiness says so.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from events.models import Event
+
+    Event.objects.filter(kind="upstream.sweep").update(created=timezone.now() - timedelta(hours=1))
+    stalled = httpx.get(f"{live_url}/readyz")
+    assert stalled.status_code == 503
+    assert stalled.json()["checks"]["beat"].startswith("stalled")
