@@ -12,6 +12,7 @@ connectors.write_gate); this module holds what they share and builds the server.
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import httpx
 from django.conf import settings
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -51,6 +52,7 @@ async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitab
                 realm_id=grant.external_account_id,
                 access_token=grant.access_token,
                 throttle=THROTTLE,
+                timeout=httpx.Timeout(settings.QUICKBOOKS_TIMEOUT_SECONDS, connect=5.0),
             ) as api:
                 try:
                     return await call(api)

@@ -307,6 +307,8 @@ QUICKBOOKS_CLIENT_ID = env("QUICKBOOKS_CLIENT_ID", "") or ""
 QUICKBOOKS_CLIENT_SECRET = env("QUICKBOOKS_CLIENT_SECRET", "") or ""
 # "production", "sandbox", or the base URL of the local emulator (embedded default and tests).
 QUICKBOOKS_ENVIRONMENT = env("QUICKBOOKS_ENVIRONMENT", "production") or "production"
+# How long a tool waits for one Accounting API answer (Intuit itself gives up after 120 s).
+QUICKBOOKS_TIMEOUT_SECONDS = float(env("QUICKBOOKS_TIMEOUT_SECONDS", "30") or 30)
 if not EMBEDDED and QUICKBOOKS_ENVIRONMENT not in ("production", "sandbox"):
     raise ImproperlyConfigured(
         "QUICKBOOKS_ENVIRONMENT must be production or sandbox in production; the emulator is "
