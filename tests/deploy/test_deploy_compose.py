@@ -1,0 +1,258 @@
+"""docker-compose.yml held against the code, without Docker: every service's command runs a real
+command with valid options, every variable it or .env.example names is one the platform reads
+(and the other way round), health checks, volumes, start order, scaling and the TLS proxy."""
+
+import re
+import warnings
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+from celery.app.utils import find_app
+from celery.bin.base import CLIContext
+from celery.bin.celery import celery as celery_cli
+from django.core.management import get_commands, load_command_class
+from django.urls import resolve
+from uvicorn.importer import import_from_string
+from uvicorn.main import main as uvicorn_cli
+
+from tests.deploy.deploy_files import (
+    APP_SERVICES,
+    CADDYFILE,
+    COMPOSE_OWN_VARIABLES,
+    ENV_EXAMPLE,
+    READ_BY_UVICORN,
+    ROOT,
+    MissingVariable,
+    caddyfile_variables,
+    compose,
+    dotenv_values,
+    env_example,
+    interpolate,
+    referenced_variables,
+    service_command,
+    variables_read_by_the_code,
+)
+
+
+@pytest.fixture(scope="module")
+def services():
+    """The services as compose runs them with a .env made from .env.example and the secrets."""
+    variables = {**dotenv_values(), "POSTGRES_PASSWORD": "secret"}
+    return interpolate(compose()["services"], variables)
+
+
+def uvicorn_options(argv: list[str]) -> dict:
+    """uvicorn's own command line parser on ``argv`` (raises on an unknown or bad option)."""
+    assert argv[0] == "uvicorn"
+    return uvicorn_cli.make_context("uvicorn", argv[1:]).params
+
+
+def celery_options(argv: list[str]):
+    """celery's own parser: the app ``-A`` loads and the subcommand's options."""
+    assert argv[0] == "celery"
+    context = celery_cli.make_context("celery", argv[1:])
+    app = find_app(context.params["app"])
+    context.obj = CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # click 8.2 renamed protected_args
+        name, *rest = [*context.protected_args, *context.args]
+    subcommand = celery_cli.get_command(context, name)
+    assert subcommand is not None, f"celery has no {name!r} command"
+    return app, name, subcommand.make_context(name, rest, parent=context, obj=context.obj).params
+
+
+def test_every_process_runs_from_one_image_in_production(services):
+    assert set(services) >= {*APP_SERVICES, "postgres", "redis", "caddy"}
+    images = {services[name]["image"] for name in APP_SERVICES}
+    builds = {services[name]["build"] for name in APP_SERVICES}
+    assert len(images) == 1 and builds == {"."}
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["env_file"] == ".env"
+        assert service["environment"]["PLATFORM_ENV"] == "production"
+        assert service["init"] is True, f"{name}: signals must reach the process (tini)"
+
+
+def test_migrate_runs_a_real_management_command(services):
+    argv = service_command(services["migrate"])
+    assert argv[:2] == ["python", "manage.py"] and (ROOT / "manage.py").is_file()
+    name, *arguments = argv[2:]
+    assert name == "migrate"
+    app = get_commands()[name]
+    parser = load_command_class(app, name).create_parser("manage.py", name)
+    assert parser.parse_args(arguments).interactive is False
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_management_commands_named_in_deploy_files_exist():
+    text = "".join(
+        path.read_text() for path in (ROOT / "docker-compose.yml", ROOT / "Dockerfile", ENV_EXAMPLE)
+    )
+    # "manage.py NAME" in prose and shell lines, "manage.py", "NAME" in exec-form commands.
+    named = set(re.findall(r'manage\.py"?,? "?(\w+)', text))
+    assert named >= {"migrate", "collectstatic"}
+    assert named <= set(get_commands()), named - set(get_commands())
+
+
+def test_web_serves_the_one_asgi_app_behind_a_proxy(services):
+    options = uvicorn_options(service_command(services["web"]))
+    from config.asgi import PlatformApplication
+
+    application = import_from_string(options["app"])
+    assert isinstance(application, PlatformApplication)
+    assert options["host"] == "0.0.0.0" and options["port"] == 8000
+    assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == "*"
+    assert options["timeout_graceful_shutdown"] > 0
+    # No --workers: uvicorn takes the count from WEB_CONCURRENCY.
+    assert options["workers"] is None
+    grace = int(services["web"]["stop_grace_period"].removesuffix("s"))
+    assert grace > options["timeout_graceful_shutdown"], "compose would kill requests in flight"
+
+
+def test_uvicorn_reads_its_worker_count_from_web_concurrency(monkeypatch):
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert uvicorn.Config("config.asgi:application", workers=None).workers == 3
+    assert env_example()["WEB_CONCURRENCY"].active
+
+
+def test_worker_and_beat_load_the_platform_celery_app(services):
+    from config.celery import app as platform_app
+
+    app, name, options = celery_options(service_command(services["worker"]))
+    assert app is platform_app and name == "worker"
+    assert options["pool"].__module__ == "celery.concurrency.thread"
+    assert options["concurrency"] == 8  # ${WORKER_CONCURRENCY:-8}
+
+    app, name, options = celery_options(service_command(services["beat"]))
+    assert app is platform_app and name == "beat"
+    schedule_dir = options["schedule"].rsplit("/", 1)[0]
+    mount_points = [volume.split(":")[1] for volume in services["beat"]["volumes"]]
+    assert schedule_dir in mount_points, "beat's schedule file must be on a volume"
+
+
+def test_compose_environment_is_read_by_the_platform(services):
+    read = variables_read_by_the_code()
+    for name in APP_SERVICES:
+        for variable in services[name]["environment"]:
+            assert variable in read, f"{name} sets {variable}, which no setting reads"
+
+
+def test_env_example_lists_every_setting_and_nothing_else():
+    read = variables_read_by_the_code()
+    listed = env_example()
+    compose_only = (
+        referenced_variables(compose())
+        | caddyfile_variables()
+        | COMPOSE_OWN_VARIABLES
+        | READ_BY_UVICORN
+    )
+    missing = sorted(set(read) - set(listed))
+    where = {name: read[name] for name in missing}
+    assert not missing, f".env.example does not list {missing}, read in {where}"
+    unknown = sorted(set(listed) - set(read) - compose_only)
+    assert not unknown, f".env.example lists {unknown}, which nothing reads"
+    undocumented = [name for name, entry in listed.items() if not entry.comment]
+    assert not undocumented, f"no comment above {undocumented} in .env.example"
+
+
+def test_every_variable_compose_interpolates_is_in_env_example():
+    missing = referenced_variables(compose()) - set(env_example())
+    assert not missing, f"docker-compose.yml uses {sorted(missing)}, not in .env.example"
+
+
+def test_env_example_ships_no_secret_and_one_origin():
+    listed = env_example()
+    for secret in ("SECRET_KEY", "UPSTREAM_ENCRYPTION_KEYS", "POSTGRES_PASSWORD"):
+        assert listed[secret].active and listed[secret].value == "", f"{secret} must be blank"
+    public = urlsplit(listed["PUBLIC_URL"].value)
+    assert public.scheme == "https" and public.port is None, "Claude needs https on 443"
+    assert public.hostname == listed["DOMAIN"].value, "Caddy's DOMAIN must be PUBLIC_URL's host"
+    assert "tls" in listed["COMPOSE_PROFILES"].value.split(",")
+
+
+def test_processes_start_after_migrate_and_healthy_backing_services(services):
+    healthy = {"condition": "service_healthy"}
+    assert services["migrate"]["depends_on"] == {"postgres": healthy, "redis": healthy}
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"},
+            "postgres": healthy,
+            "redis": healthy,
+        }
+    assert services["caddy"]["depends_on"] == {"web": healthy}
+
+
+def test_health_checks(services):
+    for name in ("postgres", "redis"):
+        assert services[name]["healthcheck"]["test"][0] == "CMD"
+    # web keeps the image's HEALTHCHECK (GET /healthz); the other app containers serve no HTTP.
+    assert "healthcheck" not in services["web"]
+    for name in ("migrate", "worker", "beat"):
+        assert services[name]["healthcheck"] == {"disable": True}
+    assert resolve("/healthz").func.__module__ == "config.health"
+    assert resolve("/readyz").func.__module__ == "config.health"
+
+
+def test_named_volumes_are_declared_and_hold_the_data(services):
+    declared = set(compose()["volumes"])
+    used = set()
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"bind mount {source} does not exist"
+            else:
+                used.add(source)
+    assert used == declared
+    assert "postgres-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    assert "redis-data:/data" in services["redis"]["volumes"]
+    assert services["postgres"]["image"].split(":")[1] in ("16", "17")
+    assert services["redis"]["image"].split(":")[1].startswith("7")
+
+
+def test_web_and_worker_scale(services):
+    for name, service in services.items():
+        assert "container_name" not in service, f"{name} could not be scaled"
+        if name != "caddy":
+            assert "ports" not in service, f"{name} publishes a host port"
+
+
+def test_tls_proxy_is_optional_and_reaches_every_web_replica(services):
+    caddy = services["caddy"]
+    assert caddy["profiles"] == ["tls"]
+    assert {"80:80", "443:443"} <= set(caddy["ports"])
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
+    assert caddyfile_variables() == {"DOMAIN"} and "DOMAIN" in caddy["environment"]
+    text = CADDYFILE.read_text()
+    assert re.search(r"^\{\$DOMAIN\} \{", text, re.M), "the site must be DOMAIN"
+    upstream = re.search(r"dynamic a (\S+) (\d+)", text)
+    web_port = uvicorn_options(service_command(services["web"]))["port"]
+    assert upstream and upstream.groups() == ("web", str(web_port))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("${A}", "a"),
+        ("$A-x", "a-x"),
+        ("${UNSET:-d}", "d"),
+        ("${EMPTY:-d}", "d"),
+        ("${EMPTY-d}", ""),
+        ("${UNSET:-${A}}", "a"),
+        ("p:${UNSET:-x${EMPTY:-${A}}y}@h", "p:xay@h"),
+        ("$${A}", "${A}"),
+        ("${A:+r}", "r"),
+        ("${EMPTY:+r}", ""),
+        ("${EMPTY+r}", "r"),
+    ],
+)
+def test_interpolation_follows_compose(text, expected):
+    """The rules of docs.docker.com/reference/compose-file/interpolation, which the tests above
+    rely on to see the values compose would give."""
+    assert interpolate(text, {"A": "a", "EMPTY": ""}) == expected
+
+
+def test_a_required_variable_left_blank_stops_compose():
+    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
+        interpolate(compose()["services"], dotenv_values())
