@@ -121,6 +121,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.gettempdir()) / f"platform-test-{os.getpid()}.sqlite3")
     }
+else:
+    # One test database per test process, so two test runs on one server never collide.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 
