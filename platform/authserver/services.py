@@ -1,6 +1,5 @@
 """Writes on MCP tokens and consents that other parts of the platform need."""
 
-from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from authserver.models import Consent
@@ -9,9 +8,10 @@ from authserver.models import Consent
 def mcp_tokens_revoke(
     *, connector_url: str, user_id: int | None = None, application_id: int | None = None
 ) -> int:
-    """Revoke live MCP tokens bound to a connector (of one user and/or client, or all) and
-    their refresh tokens; returns how many access tokens ended."""
-    tokens = AccessToken.objects.filter(expires__gt=timezone.now())
+    """Revoke MCP tokens bound to a connector (of one user and/or client, or all) and their
+    refresh tokens, expired access tokens included (their refresh tokens may still be live);
+    returns how many access tokens ended."""
+    tokens = AccessToken.objects.all()
     if user_id is not None:
         tokens = tokens.filter(user_id=user_id)
     if application_id is not None:

@@ -6,7 +6,6 @@ from django.views.generic import RedirectView
 
 from authserver.upstream_hop import upstream_callback
 from config import health
-from dashboard import views as dashboard_views
 
 urlpatterns = [
     path("", include("authserver.urls")),
@@ -15,16 +14,17 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("upstream/<slug:provider>/callback", login_required(upstream_callback)),
     path(
-        "dashboard/connectors/<int:connector_id>/connect",
-        dashboard_views.connector_connect,
-        name="connector-connect",
+        "accounts/set-password/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="dashboard/set_password.html",
+            post_reset_login=True,
+            success_url="/dashboard/",
+        ),
+        name="set-password",
     ),
-    path(
-        "dashboard/connections/<int:connection_id>/disconnect",
-        dashboard_views.connection_disconnect,
-        name="connection-disconnect",
-    ),
+    path("dashboard/", include("dashboard.urls")),
+    path("api/", include("api.urls")),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/dashboard/", permanent=False)),
 ]

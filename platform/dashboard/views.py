@@ -1,31 +1,465 @@
-"""Server-rendered dashboard pages (for now: a tenant admin connects the shared account)."""
+"""Server-rendered dashboard pages. Each view loads what it shows through ``dashboard.access``
+(404 for outsiders, 403 for members asking for admin actions) and writes through services."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
-from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from oauth2_provider.models import Application
 
 from authserver.upstream_hop import upstream_hop_start
 from connectors.base import get_kind
+from dashboard import services as dashboard_services
+from dashboard.access import (
+    OPERATOR,
+    connector_access,
+    connector_for,
+    tenant_access,
+    tenants_visible_to,
+)
+from dashboard.forms import (
+    ConnectorCreateForm,
+    ConnectorUpdateForm,
+    InviteForm,
+    RoleForm,
+    TenantCreateForm,
+    TenantUpdateForm,
+    TraceFilterForm,
+)
+from dashboard.selectors import (
+    connected_clients,
+    connector_stats,
+    event_kinds,
+    members_of,
+    tenant_stats,
+    upstream_connections_of,
+    upstream_status_counts,
+)
+from dashboard.trace import connect_trace
 from tenants.models import Connector, Membership
+from tenants.services import TenantError, connector_create, tenant_create
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_disconnect, upstream_connection_for
 
+__all__ = ["connector_for"]  # kept importable from here for older callers
 
-def connector_for(user, connector_id: int, *, admin: bool) -> Connector:
-    """The connector if ``user`` may act on it (an operator, or a member / admin of its
-    tenant); 404 for anyone else, so outsiders cannot tell which connectors exist."""
-    connector = Connector.objects.select_related("tenant").filter(pk=connector_id).first()
-    if connector is None:
-        raise Http404("no such connector")
-    if user.is_superuser:
-        return connector
-    memberships = Membership.objects.filter(user=user, tenant_id=connector.tenant_id)
-    if admin:
-        memberships = memberships.filter(role=Membership.Role.ADMIN)
-    if not memberships.exists():
-        raise Http404("no such connector")
-    return connector
+
+def _bool(value: str | None) -> bool:
+    return value in ("1", "true", "on", "yes")
+
+
+# --- overview and tenants ---------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def overview(request):
+    """Operators see every tenant; everyone else the connectors of their tenants."""
+    if request.user.is_superuser:
+        return render(
+            request,
+            "dashboard/overview_operator.html",
+            {"tenants": tenant_stats(tenants_visible_to(request.user)), "form": TenantCreateForm()},
+        )
+    tenants = []
+    for tenant in tenants_visible_to(request.user):
+        access = tenant_access(request.user, tenant.slug)
+        tenants.append(_tenant_context(request, access))
+    return render(request, "dashboard/overview.html", {"tenants": tenants})
+
+
+def _tenant_context(request, access) -> dict:
+    connectors = list(
+        Connector.objects.select_related("tenant").filter(tenant=access.tenant).order_by("slug")
+    )
+    stats = connector_stats(connectors, user=None if access.manages else request.user)
+    rows = [
+        {
+            "connector": c,
+            "stats": stats[c.pk],
+            "upstream": upstream_status_counts(stats[c.pk].upstream),
+        }
+        for c in connectors
+    ]
+    return {"tenant": access.tenant, "role": access.role, "manages": access.manages, "rows": rows}
+
+
+@login_required
+@require_POST
+def tenant_new(request):
+    if not request.user.is_superuser:
+        raise PermissionDenied("only operators create tenants")
+    form = TenantCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            tenant = tenant_create(slug=form.cleaned_data["slug"], name=form.cleaned_data["name"])
+        except TenantError as exc:
+            form.add_error("slug", str(exc))
+        else:
+            messages.success(request, f"Tenant {tenant.name} created.")
+            return redirect("dashboard-tenant", slug=tenant.slug)
+    return render(
+        request,
+        "dashboard/overview_operator.html",
+        {"tenants": tenant_stats(tenants_visible_to(request.user)), "form": form},
+        status=400,
+    )
+
+
+@login_required
+@require_GET
+def tenant_detail(request, slug: str):
+    access = tenant_access(request.user, slug)
+    context = _tenant_context(request, access)
+    context["connector_form"] = ConnectorCreateForm()
+    context["rename_form"] = TenantUpdateForm(initial={"name": access.tenant.name})
+    context["is_operator"] = access.role == OPERATOR
+    return render(request, "dashboard/tenant.html", context)
+
+
+@login_required
+@require_POST
+def tenant_update(request, slug: str):
+    access = tenant_access(request.user, slug, admin=True)
+    if "enabled" in request.POST:
+        if access.role != OPERATOR:
+            raise PermissionDenied("only operators turn tenants on and off")
+        dashboard_services.tenant_update(
+            tenant=access.tenant, enabled=_bool(request.POST["enabled"])
+        )
+        state = "enabled" if access.tenant.enabled else "disabled"
+        messages.success(request, f"Tenant {access.tenant.name} {state}.")
+        return redirect("dashboard-tenant", slug=slug)
+    form = TenantUpdateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A tenant needs a name.")
+        return redirect("dashboard-tenant", slug=slug)
+    dashboard_services.tenant_update(tenant=access.tenant, name=form.cleaned_data["name"])
+    messages.success(request, "Tenant renamed.")
+    return redirect("dashboard-tenant", slug=slug)
+
+
+@login_required
+@require_POST
+def connector_new(request, slug: str):
+    access = tenant_access(request.user, slug, admin=True)
+    form = ConnectorCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            connector = connector_create(
+                tenant=access.tenant,
+                kind=form.cleaned_data["kind"],
+                slug=form.cleaned_data["slug"],
+                mode=form.cleaned_data["mode"],
+                name=form.cleaned_data["name"],
+            )
+        except TenantError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Connector {connector.display_name} created.")
+            return redirect("dashboard-connector", connector_id=connector.pk)
+    context = _tenant_context(request, access)
+    context.update(
+        connector_form=form,
+        rename_form=TenantUpdateForm(initial={"name": access.tenant.name}),
+        is_operator=access.role == OPERATOR,
+    )
+    return render(request, "dashboard/tenant.html", context, status=400)
+
+
+# --- members ----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def members(request, slug: str):
+    access = tenant_access(request.user, slug, admin=True)
+    return render(
+        request,
+        "dashboard/members.html",
+        {
+            "tenant": access.tenant,
+            "members": members_of(access.tenant),
+            "form": InviteForm(),
+            "roles": Membership.Role.choices,
+        },
+    )
+
+
+@login_required
+@require_POST
+def member_invite(request, slug: str):
+    access = tenant_access(request.user, slug, admin=True)
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            membership, link = dashboard_services.member_invite(
+                tenant=access.tenant,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                invited_by=request.user,
+            )
+        except TenantError as exc:
+            form.add_error("email", str(exc))
+        else:
+            note = " They got an email with a link to choose a password." if link else ""
+            messages.success(
+                request, f"{membership.user.email} is now a {membership.role} of the tenant.{note}"
+            )
+            return redirect("dashboard-members", slug=slug)
+    return render(
+        request,
+        "dashboard/members.html",
+        {
+            "tenant": access.tenant,
+            "members": members_of(access.tenant),
+            "form": form,
+            "roles": Membership.Role.choices,
+        },
+        status=400,
+    )
+
+
+def _membership(access, membership_id: int) -> Membership:
+    return get_object_or_404(
+        Membership.objects.select_related("user"), pk=membership_id, tenant=access.tenant
+    )
+
+
+@login_required
+@require_POST
+def member_role(request, slug: str, membership_id: int):
+    access = tenant_access(request.user, slug, admin=True)
+    membership = _membership(access, membership_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose admin or member.")
+    else:
+        try:
+            dashboard_services.member_role_change(
+                membership=membership, role=form.cleaned_data["role"]
+            )
+            messages.success(request, f"{membership.user.username} is now {membership.role}.")
+        except TenantError as exc:
+            messages.error(request, str(exc))
+    return redirect("dashboard-members", slug=slug)
+
+
+@login_required
+@require_POST
+def member_remove(request, slug: str, membership_id: int):
+    access = tenant_access(request.user, slug, admin=True)
+    membership = _membership(access, membership_id)
+    try:
+        revoked = dashboard_services.member_remove(membership=membership)
+    except TenantError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"{membership.user.username} removed; {revoked} of their MCP tokens ended, and their "
+            "own upstream connections are revoked.",
+        )
+    return redirect("dashboard-members", slug=slug)
+
+
+# --- connectors -------------------------------------------------------------------------------
+
+
+def _connector_context(request, access) -> dict:
+    connector = access.connector
+    own = None if access.manages else request.user
+    stats = connector_stats([connector], user=own)[connector.pk]
+    kind = get_kind(connector.kind)
+    return {
+        "connector": connector,
+        "tenant": connector.tenant,
+        "kind": kind,
+        "manages": access.manages,
+        "stats": stats,
+        "upstream": upstream_status_counts(stats.upstream),
+        "connections": upstream_connections_of(connector, user=own),
+        "own_connection": upstream_connection_for(connector=connector, user_id=request.user.pk)
+        if connector.mode == Connector.Mode.PER_USER
+        else None,
+        "clients": connected_clients(connector, user=own),
+        "now": timezone.now(),
+    }
+
+
+@login_required
+@require_GET
+def connector_detail(request, connector_id: int):
+    access = connector_access(request.user, connector_id)
+    context = _connector_context(request, access)
+    connector = access.connector
+    context["settings_form"] = ConnectorUpdateForm(
+        connector=connector,
+        initial={
+            "name": connector.display_name,
+            "mode": connector.mode,
+            **{f"setting_{k}": v for k, v in connector.settings.items()},
+        },
+    )
+    return render(request, "dashboard/connector.html", context)
+
+
+@login_required
+@require_GET
+def connector_status(request, connector_id: int):
+    """What the connector page refreshes without a reload: health and connection statuses."""
+    access = connector_access(request.user, connector_id)
+    context = _connector_context(request, access)
+    stats = context["stats"]
+    return JsonResponse(
+        {
+            "enabled": stats.enabled,
+            "health": stats.health,
+            "calls_24h": stats.calls_24h,
+            "errors_24h": stats.errors_24h,
+            "clients_connected": stats.clients_connected,
+            "last_refresh_at": stats.last_refresh_at.isoformat() if stats.last_refresh_at else None,
+            "upstream": stats.upstream,
+            "connections": [
+                {
+                    "id": c.pk,
+                    "status": c.status,
+                    "status_label": c.get_status_display(),
+                    "last_refresh_at": c.last_refresh_at.isoformat() if c.last_refresh_at else None,
+                    "access_expires_at": c.access_expires_at.isoformat(),
+                    "last_error": c.last_error,
+                }
+                for c in context["connections"]
+            ],
+        }
+    )
+
+
+@login_required
+@require_POST
+def connector_update(request, connector_id: int):
+    access = connector_access(request.user, connector_id, admin=True)
+    connector = access.connector
+    if "enabled" in request.POST:
+        dashboard_services.connector_update(
+            connector=connector, enabled=_bool(request.POST["enabled"])
+        )
+        state = "enabled" if connector.enabled else "disabled"
+        messages.success(request, f"Connector {connector.display_name} {state}.")
+        return redirect("dashboard-connector", connector_id=connector.pk)
+    form = ConnectorUpdateForm(request.POST, connector=connector)
+    if form.is_valid():
+        try:
+            dashboard_services.connector_update(
+                connector=connector,
+                name=form.cleaned_data["name"],
+                mode=form.cleaned_data["mode"],
+                settings=form.settings_value(),
+            )
+        except TenantError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Connector settings saved.")
+    else:
+        messages.error(request, "Check the connector settings: " + form.errors.as_text())
+    return redirect("dashboard-connector", connector_id=connector.pk)
+
+
+@login_required
+@require_POST
+def client_revoke(request, connector_id: int, application_id: int):
+    """Admins disconnect a client for everyone; members only their own use of it."""
+    access = connector_access(request.user, connector_id)
+    application = get_object_or_404(Application, pk=application_id)
+    user = None if access.manages else request.user
+    visible = {c.application_id for c in connected_clients(access.connector, user=user)}
+    if application.pk not in visible:
+        raise Http404("no such client on this connector")
+    revoked = dashboard_services.mcp_client_revoke(
+        connector=access.connector, application=application, actor=request.user, user=user
+    )
+    messages.success(
+        request,
+        f"{application.name or 'The client'} is disconnected ({revoked} tokens ended); its next "
+        "request gets 401 and it has to connect again.",
+    )
+    return redirect("dashboard-connector", connector_id=connector_id)
+
+
+@login_required
+@require_GET
+def connector_trace(request, connector_id: int):
+    access = connector_access(request.user, connector_id)
+    form = TraceFilterForm(request.GET)
+    filters = form.cleaned_data if form.is_valid() else {}
+    trace = connect_trace(
+        access.connector,
+        user=None if access.manages else request.user,
+        client_id=filters.get("client", ""),
+        kind=filters.get("kind", ""),
+        outcome=filters.get("outcome", ""),
+    )
+    clients = sorted({(a.client_id, a.client_name) for a in trace.attempts if a.client_id})
+    template = (
+        "dashboard/_trace_attempts.html" if request.GET.get("partial") else "dashboard/trace.html"
+    )
+    return render(
+        request,
+        template,
+        {
+            "connector": access.connector,
+            "tenant": access.connector.tenant,
+            "manages": access.manages,
+            "trace": trace,
+            "form": form,
+            "clients": clients,
+            "kinds": event_kinds(access.connector),
+            "now": timezone.now(),
+        },
+    )
+
+
+# --- personal API keys -----------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_keys(request):
+    """Create (the key is shown on this one answer only) and list the user's API keys."""
+    from api.models import ApiKey
+    from api.services import api_key_create
+
+    created = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name:
+            messages.error(request, "Give the key a name, such as the script that will use it.")
+        else:
+            _row, created = api_key_create(user=request.user, name=name)
+    return render(
+        request,
+        "dashboard/api_keys.html",
+        {"keys": ApiKey.objects.filter(user=request.user), "created": created},
+    )
+
+
+@login_required
+@require_POST
+def api_key_revoke(request, key_id: int):
+    from api.models import ApiKey
+    from api.services import api_key_revoke as revoke
+
+    key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    revoke(key=key)
+    messages.success(request, f"Key {key.prefix}… revoked.")
+    return redirect("dashboard-api-keys")
+
+
+# --- upstream connections (the two first views; URLs unchanged) -------------------------------
 
 
 @login_required
@@ -53,7 +487,7 @@ def connector_connect(request, connector_id: int):
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_POST
 def connection_disconnect(request, connection_id: int):
     """Disconnect an upstream connection: its own member, or an admin of the tenant."""
     connection = (
@@ -67,6 +501,11 @@ def connection_disconnect(request, connection_id: int):
         connector_for(request.user, connection.connector_id, admin=True)  # 404 for others
     upstream_connection_disconnect(connection_id=connection.pk, actor=request.user)
     kind = get_kind(connection.connector.kind)
+    if request.POST.get("next") == "connector":
+        messages.success(
+            request, f"{kind.title} disconnected; the clients that used it must reconnect."
+        )
+        return redirect(reverse("dashboard-connector", args=[connection.connector_id]))
     return render(
         request,
         "authserver/message.html",

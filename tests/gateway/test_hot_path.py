@@ -1,5 +1,7 @@
 """The MCP hot path: one database round trip to authorize, no event insert per routine call."""
 
+import time
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -37,6 +39,11 @@ def test_routine_calls_are_counted_not_written_one_by_one(live_url, acme):
         "params": {"name": "echo", "arguments": {"text": "hi"}},
     }
     assert mcp_post(url, token, echo).status_code == 200  # the first call: traced in full
+    # That trace row is written just after the response went out: wait for it.
+    deadline = time.monotonic() + 10
+    while not Event.objects.filter(kind="mcp.first_call").exists():
+        assert time.monotonic() < deadline, "the first call was not traced"
+        time.sleep(0.05)
     rows = Event.objects.count()
     for _ in range(5):
         assert mcp_post(url, token, echo).status_code == 200

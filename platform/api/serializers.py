@@ -1,0 +1,211 @@
+"""Small input and output serializers, one pair per operation where they differ."""
+
+from rest_framework import serializers
+
+from events.models import Event
+from tenants.models import Connector, Membership, slug_validator
+from upstream.models import UpstreamConnection
+
+# --- output -------------------------------------------------------------------------------------
+
+
+class MembershipBriefOut(serializers.Serializer):
+    tenant = serializers.CharField(source="tenant.slug")
+    role = serializers.CharField()
+
+
+class MeOut(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.CharField()
+    is_operator = serializers.BooleanField(source="is_superuser")
+    memberships = MembershipBriefOut(many=True)
+
+
+class ApiKeyOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    created = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key = serializers.CharField(help_text="The key itself: shown this once, never again.")
+
+
+class TenantOut(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    enabled = serializers.BooleanField()
+    created = serializers.DateTimeField()
+    role = serializers.CharField(help_text="Your role: operator, admin or member.")
+
+
+class MemberOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+    email = serializers.CharField(source="user.email")
+    role = serializers.CharField()
+    invited = serializers.SerializerMethodField(help_text="Has not chosen a password yet.")
+    created = serializers.DateTimeField()
+
+    def get_invited(self, membership: Membership) -> bool:
+        return not membership.user.has_usable_password()
+
+
+class ConnectorStatsOut(serializers.Serializer):
+    health = serializers.CharField()
+    upstream = serializers.DictField(child=serializers.IntegerField())
+    last_refresh_at = serializers.DateTimeField(allow_null=True)
+    clients_connected = serializers.IntegerField()
+    calls_24h = serializers.IntegerField()
+    errors_24h = serializers.IntegerField()
+
+
+class ConnectorOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    tenant = serializers.CharField(source="tenant.slug")
+    kind = serializers.CharField()
+    slug = serializers.CharField()
+    name = serializers.CharField(source="display_name")
+    url = serializers.CharField()
+    enabled = serializers.BooleanField()
+    mode = serializers.CharField()
+    settings = serializers.DictField()
+    created = serializers.DateTimeField()
+
+
+class ConnectorDetailOut(ConnectorOut):
+    stats = ConnectorStatsOut()
+
+
+class ConnectionOut(serializers.Serializer):
+    """An upstream connection's state; its tokens are never part of any answer."""
+
+    id = serializers.IntegerField()
+    user = serializers.CharField(source="user.username", allow_null=True, default=None)
+    shared = serializers.SerializerMethodField()
+    provider = serializers.CharField()
+    external_account_id = serializers.CharField()
+    external_account_name = serializers.CharField()
+    status = serializers.CharField()
+    access_expires_at = serializers.DateTimeField()
+    refresh_expires_at = serializers.DateTimeField(allow_null=True)
+    last_refresh_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField()
+    failure_count = serializers.IntegerField()
+
+    def get_shared(self, connection: UpstreamConnection) -> bool:
+        return connection.user_id is None
+
+
+class TokenOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["access", "refresh"])
+    username = serializers.CharField()
+    created = serializers.DateTimeField()
+    expires = serializers.DateTimeField(allow_null=True)
+
+
+class ClientOut(serializers.Serializer):
+    application_id = serializers.IntegerField()
+    client_id = serializers.CharField()
+    name = serializers.CharField()
+    registration = serializers.CharField()
+    redirect_hosts = serializers.ListField(child=serializers.CharField())
+    users = serializers.ListField(child=serializers.CharField())
+    first_use = serializers.DateTimeField(allow_null=True)
+    last_use = serializers.DateTimeField(allow_null=True)
+    tokens = TokenOut(many=True)
+
+
+class RevokedOut(serializers.Serializer):
+    tokens_revoked = serializers.IntegerField()
+
+
+class EventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    created = serializers.DateTimeField()
+    kind = serializers.CharField()
+    outcome = serializers.CharField()
+    client_id = serializers.CharField()
+    user = serializers.CharField(source="user.username", allow_null=True, default=None)
+    status_code = serializers.IntegerField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    detail = serializers.DictField()
+
+
+class TraceStepOut(serializers.Serializer):
+    step = serializers.CharField()
+    label = serializers.CharField()
+    error = serializers.CharField()
+    summary = serializers.CharField()
+    event = EventOut()
+
+
+class AttemptOut(serializers.Serializer):
+    client_id = serializers.CharField()
+    client_name = serializers.CharField()
+    state = serializers.ChoiceField(choices=["connected", "failed", "stopped", "in_progress"])
+    reached = serializers.CharField()
+    stopped_at = serializers.CharField()
+    hint = serializers.CharField()
+    started = serializers.DateTimeField()
+    last = serializers.DateTimeField()
+    steps = TraceStepOut(many=True)
+
+
+# --- input --------------------------------------------------------------------------------------
+
+
+class ApiKeyIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class TenantCreateIn(serializers.Serializer):
+    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class TenantUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+class MemberInviteIn(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+
+
+class MemberUpdateIn(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class ConnectorCreateIn(serializers.Serializer):
+    kind = serializers.CharField(max_length=50)
+    slug = serializers.CharField(max_length=50, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    mode = serializers.ChoiceField(choices=Connector.Mode.choices, default=Connector.Mode.PER_USER)
+    settings = serializers.DictField(required=False)
+
+
+class ConnectorUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    enabled = serializers.BooleanField(required=False)
+    mode = serializers.ChoiceField(choices=Connector.Mode.choices, required=False)
+    settings = serializers.DictField(required=False)
+
+
+class EventFilterIn(serializers.Serializer):
+    kind = serializers.CharField(max_length=50, required=False, allow_blank=True)
+    outcome = serializers.ChoiceField(choices=Event.Outcome.choices, required=False)
+    client_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    since = serializers.DateTimeField(required=False)
+
+
+class TraceFilterIn(serializers.Serializer):
+    client_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    kind = serializers.CharField(max_length=50, required=False, allow_blank=True)
+    outcome = serializers.ChoiceField(choices=Event.Outcome.choices, required=False)

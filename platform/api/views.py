@@ -1,0 +1,404 @@
+"""The management API, /api/v1/. Same access rules as the dashboard (``dashboard.access``):
+an outsider gets 404 for another tenant's objects, a member 403 for admin-only changes."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from oauth2_provider.models import Application
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.models import ApiKey
+from api.pagination import Pagination
+from api.services import api_key_create, api_key_revoke
+from dashboard import services as dashboard_services
+from dashboard.access import (
+    OPERATOR,
+    connector_access,
+    connectors_visible_to,
+    tenant_access,
+    tenants_visible_to,
+)
+from dashboard.selectors import (
+    connected_clients,
+    connector_stats,
+    events_of,
+    members_of,
+    upstream_connections_of,
+)
+from dashboard.trace import connect_trace
+from tenants.models import Connector, Membership
+from tenants.services import connector_create, tenant_create
+from upstream.models import UpstreamConnection
+from upstream.services import upstream_connection_disconnect
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class _Base(APIView):
+    def paginated(self, request: Request, items, serializer_class):
+        paginator = Pagination()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+# --- you and your keys --------------------------------------------------------------------------
+
+
+class MeView(_Base):
+    @extend_schema(responses=s.MeOut, summary="Who the key or session belongs to")
+    def get(self, request):
+        user = request.user
+        return Response(
+            s.MeOut(
+                {
+                    "username": user.username,
+                    "email": user.email,
+                    "is_superuser": user.is_superuser,
+                    "memberships": Membership.objects.select_related("tenant").filter(user=user),
+                }
+            ).data
+        )
+
+
+class ApiKeysView(_Base):
+    @extend_schema(responses=s.ApiKeyOut(many=True), summary="Your API keys (never the keys)")
+    def get(self, request):
+        return self.paginated(request, ApiKey.objects.filter(user=request.user), s.ApiKeyOut)
+
+    @extend_schema(
+        request=s.ApiKeyIn,
+        responses={201: s.ApiKeyCreatedOut},
+        summary="Create an API key; the answer holds the key, shown this once",
+    )
+    def post(self, request):
+        data = _valid(s.ApiKeyIn, request.data)
+        row, key = api_key_create(user=request.user, name=data["name"])
+        body = s.ApiKeyOut(row).data
+        body["key"] = key
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyView(_Base):
+    @extend_schema(responses={204: None}, summary="Revoke one of your API keys")
+    def delete(self, request, key_id: int):
+        row = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+        api_key_revoke(key=row)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- tenants and members ------------------------------------------------------------------------
+
+
+def _tenant_out(tenant, role: str) -> dict:
+    return s.TenantOut(
+        {
+            "slug": tenant.slug,
+            "name": tenant.name,
+            "enabled": tenant.enabled,
+            "created": tenant.created,
+            "role": role,
+        }
+    ).data
+
+
+class TenantsView(_Base):
+    @extend_schema(responses=s.TenantOut(many=True), summary="Tenants you can see")
+    def get(self, request):
+        tenants = list(tenants_visible_to(request.user))
+        roles = dict(Membership.objects.filter(user=request.user).values_list("tenant_id", "role"))
+        items = [
+            {
+                "slug": t.slug,
+                "name": t.name,
+                "enabled": t.enabled,
+                "created": t.created,
+                "role": OPERATOR if request.user.is_superuser else roles.get(t.pk),
+            }
+            for t in tenants
+        ]
+        return self.paginated(request, items, s.TenantOut)
+
+    @extend_schema(
+        request=s.TenantCreateIn,
+        responses={201: s.TenantOut},
+        summary="Create a tenant (operators)",
+    )
+    def post(self, request):
+        if not request.user.is_superuser:
+            raise PermissionDenied("only operators create tenants")
+        data = _valid(s.TenantCreateIn, request.data)
+        tenant = tenant_create(slug=data["slug"], name=data.get("name", ""))
+        return Response(_tenant_out(tenant, OPERATOR), status=status.HTTP_201_CREATED)
+
+
+class TenantView(_Base):
+    @extend_schema(responses=s.TenantOut, summary="One tenant")
+    def get(self, request, slug: str):
+        access = tenant_access(request.user, slug)
+        return Response(_tenant_out(access.tenant, access.role))
+
+    @extend_schema(
+        request=s.TenantUpdateIn,
+        responses=s.TenantOut,
+        summary="Rename (admins) or enable/disable (operators) a tenant",
+    )
+    def patch(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        data = _valid(s.TenantUpdateIn, request.data)
+        if "enabled" in data and access.role != OPERATOR:
+            raise PermissionDenied("only operators turn tenants on and off")
+        dashboard_services.tenant_update(
+            tenant=access.tenant, name=data.get("name"), enabled=data.get("enabled")
+        )
+        return Response(_tenant_out(access.tenant, access.role))
+
+
+class MembersView(_Base):
+    @extend_schema(responses=s.MemberOut(many=True), summary="Members of a tenant (admins)")
+    def get(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        return self.paginated(request, members_of(access.tenant), s.MemberOut)
+
+    @extend_schema(
+        request=s.MemberInviteIn,
+        responses={201: s.MemberOut},
+        summary="Invite someone by email; they get a link to choose a password",
+    )
+    def post(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        data = _valid(s.MemberInviteIn, request.data)
+        membership, _link = dashboard_services.member_invite(
+            tenant=access.tenant, email=data["email"], role=data["role"], invited_by=request.user
+        )
+        return Response(s.MemberOut(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberView(_Base):
+    def _membership(self, request, slug: str, member_id: int) -> Membership:
+        access = tenant_access(request.user, slug, admin=True)
+        return get_object_or_404(
+            Membership.objects.select_related("user"), pk=member_id, tenant=access.tenant
+        )
+
+    @extend_schema(request=s.MemberUpdateIn, responses=s.MemberOut, summary="Change a role")
+    def patch(self, request, slug: str, member_id: int):
+        membership = self._membership(request, slug, member_id)
+        data = _valid(s.MemberUpdateIn, request.data)
+        dashboard_services.member_role_change(membership=membership, role=data["role"])
+        return Response(s.MemberOut(membership).data)
+
+    @extend_schema(
+        responses={204: None},
+        summary="Remove a member: their MCP tokens and own upstream connections end",
+    )
+    def delete(self, request, slug: str, member_id: int):
+        membership = self._membership(request, slug, member_id)
+        dashboard_services.member_remove(membership=membership)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- connectors ---------------------------------------------------------------------------------
+
+
+def _connector_out(connector: Connector, stats=None) -> dict:
+    body = s.ConnectorOut(connector).data
+    if stats is not None:
+        body["stats"] = s.ConnectorStatsOut(stats).data
+    return body
+
+
+class ConnectorsView(_Base):
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str, description="Only this tenant's (slug)")],
+        responses=s.ConnectorOut(many=True),
+        summary="Connectors you can see",
+    )
+    def get(self, request):
+        connectors = connectors_visible_to(request.user)
+        if request.query_params.get("tenant"):
+            connectors = connectors.filter(tenant__slug=request.query_params["tenant"])
+        return self.paginated(request, connectors, s.ConnectorOut)
+
+
+class TenantConnectorsView(_Base):
+    @extend_schema(responses=s.ConnectorOut(many=True), summary="A tenant's connectors")
+    def get(self, request, slug: str):
+        access = tenant_access(request.user, slug)
+        connectors = connectors_visible_to(request.user).filter(tenant=access.tenant)
+        return self.paginated(request, connectors, s.ConnectorOut)
+
+    @extend_schema(
+        request=s.ConnectorCreateIn,
+        responses={201: s.ConnectorOut},
+        summary="Create a connector (admins)",
+    )
+    def post(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        data = _valid(s.ConnectorCreateIn, request.data)
+        connector = connector_create(
+            tenant=access.tenant,
+            kind=data["kind"],
+            slug=data.get("slug", ""),
+            mode=data["mode"],
+            name=data.get("name", ""),
+        )
+        if data.get("settings"):
+            dashboard_services.connector_update(connector=connector, settings=data["settings"])
+        return Response(_connector_out(connector), status=status.HTTP_201_CREATED)
+
+
+class ConnectorView(_Base):
+    @extend_schema(responses=s.ConnectorDetailOut, summary="A connector and its health")
+    def get(self, request, connector_id: int):
+        access = connector_access(request.user, connector_id)
+        own = None if access.manages else request.user
+        stats = connector_stats([access.connector], user=own)[access.connector.pk]
+        return Response(_connector_out(access.connector, stats))
+
+    @extend_schema(
+        request=s.ConnectorUpdateIn,
+        responses=s.ConnectorOut,
+        summary="Rename, enable/disable, switch mode or change settings (admins)",
+    )
+    def patch(self, request, connector_id: int):
+        access = connector_access(request.user, connector_id, admin=True)
+        data = _valid(s.ConnectorUpdateIn, request.data)
+        dashboard_services.connector_update(
+            connector=access.connector,
+            name=data.get("name"),
+            enabled=data.get("enabled"),
+            mode=data.get("mode"),
+            settings=data.get("settings"),
+        )
+        return Response(_connector_out(access.connector))
+
+
+class ConnectionsView(_Base):
+    @extend_schema(
+        responses=s.ConnectionOut(many=True),
+        summary="Upstream connections of a connector (members: the shared one and their own)",
+    )
+    def get(self, request, connector_id: int):
+        access = connector_access(request.user, connector_id)
+        connections = upstream_connections_of(
+            access.connector, user=None if access.manages else request.user
+        )
+        return self.paginated(request, connections, s.ConnectionOut)
+
+
+class ConnectionDisconnectView(_Base):
+    @extend_schema(
+        request=None,
+        responses=s.ConnectionOut,
+        summary="Disconnect an upstream connection (its member, or an admin)",
+    )
+    def post(self, request, connection_id: int):
+        connection = (
+            UpstreamConnection.objects.select_related("connector").filter(pk=connection_id).first()
+        )
+        if connection is None:
+            raise Http404("no such connection")
+        access = connector_access(request.user, connection.connector_id)
+        if connection.user_id != request.user.pk and not access.manages:
+            if connection.user_id is None:
+                raise PermissionDenied("only the tenant's admins disconnect the shared account")
+            raise Http404("no such connection")
+        upstream_connection_disconnect(connection_id=connection.pk, actor=request.user)
+        connection.refresh_from_db()
+        return Response(s.ConnectionOut(connection).data)
+
+
+class ClientsView(_Base):
+    @extend_schema(
+        responses=s.ClientOut(many=True),
+        summary="Clients with live tokens for a connector (members: their own)",
+    )
+    def get(self, request, connector_id: int):
+        access = connector_access(request.user, connector_id)
+        clients = connected_clients(access.connector, user=None if access.manages else request.user)
+        return self.paginated(request, clients, s.ClientOut)
+
+
+class ClientRevokeView(_Base):
+    @extend_schema(
+        request=None,
+        responses=s.RevokedOut,
+        summary="Revoke a client's tokens for a connector (admins: everyone's; members: own)",
+    )
+    def post(self, request, connector_id: int, application_id: int):
+        access = connector_access(request.user, connector_id)
+        user = None if access.manages else request.user
+        visible = {c.application_id for c in connected_clients(access.connector, user=user)}
+        if application_id not in visible:
+            raise Http404("no such client on this connector")
+        application = Application.objects.get(pk=application_id)
+        revoked = dashboard_services.mcp_client_revoke(
+            connector=access.connector, application=application, actor=request.user, user=user
+        )
+        return Response(s.RevokedOut({"tokens_revoked": revoked}).data)
+
+
+class TokenView(_Base):
+    @extend_schema(responses={204: None}, summary="Revoke one token (access or refresh)")
+    def delete(self, request, connector_id: int, kind: str, token_id: int):
+        access = connector_access(request.user, connector_id)
+        if kind not in ("access", "refresh"):
+            raise Http404("no such token")
+        user = None if access.manages else request.user
+        owned = {
+            (t.kind, t.id) for c in connected_clients(access.connector, user=user) for t in c.tokens
+        }
+        if (kind, token_id) not in owned:
+            raise Http404("no such token")
+        dashboard_services.mcp_token_revoke(
+            connector=access.connector, token_id=token_id, kind=kind, actor=request.user
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EventsView(_Base):
+    @extend_schema(
+        parameters=[s.EventFilterIn],
+        responses=s.EventOut(many=True),
+        summary="A connector's events, newest first (members: their own)",
+    )
+    def get(self, request, connector_id: int):
+        access = connector_access(request.user, connector_id)
+        filters = _valid(s.EventFilterIn, request.query_params)
+        events = events_of(
+            access.connector,
+            user=None if access.manages else request.user,
+            client_id=filters.get("client_id", ""),
+            kind=filters.get("kind", ""),
+            outcome=filters.get("outcome", ""),
+            since=filters.get("since"),
+        )
+        return self.paginated(request, events, s.EventOut)
+
+
+class TraceView(_Base):
+    @extend_schema(
+        parameters=[s.TraceFilterIn],
+        responses=s.AttemptOut(many=True),
+        summary="The connect trace: attempts per client, where each stopped, and hints",
+    )
+    def get(self, request, connector_id: int):
+        access = connector_access(request.user, connector_id)
+        filters = _valid(s.TraceFilterIn, request.query_params)
+        trace = connect_trace(
+            access.connector,
+            user=None if access.manages else request.user,
+            client_id=filters.get("client_id", ""),
+            kind=filters.get("kind", ""),
+            outcome=filters.get("outcome", ""),
+        )
+        return self.paginated(request, trace.attempts, s.AttemptOut)
