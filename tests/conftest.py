@@ -1,11 +1,21 @@
 """Shared fixtures: a live platform server on loopback, tenants, members and connectors."""
 
+from collections.abc import Iterator
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.test.utils import override_settings
 
-from tests.support.live import free_port, serve_in_thread
+from connectors.quickbooks import client as qbo
+from connectors.quickbooks.emulator import create_app
+from tests.support.emulator import (
+    EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET,
+    EMULATOR_REDIRECT_URI,
+    RunningEmulator,
+)
+from tests.support.live import LiveServer, free_port, serve_in_thread
 
 TEST_KINDS = ["tests.support.kinds.echo_kind"]
 
@@ -90,3 +100,49 @@ def acme(transactional_db):
         "other": other,
         "other_connector": other_connector,
     }
+
+
+# --- The Intuit emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def qbo_emulator_server() -> Iterator[RunningEmulator]:
+    server = LiveServer()
+    app = create_app(
+        base_url=server.url,
+        client_id=EMULATOR_CLIENT_ID,
+        client_secret=EMULATOR_CLIENT_SECRET,
+        redirect_uris=[EMULATOR_REDIRECT_URI],
+    )
+    server.start(app, lifespan="off")
+    try:
+        yield RunningEmulator(base_url=server.url, emulator=app.state.emulator)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def qbo_emulator(qbo_emulator_server: RunningEmulator) -> RunningEmulator:
+    """The live emulator, reset to a clean state for this test."""
+    qbo_emulator_server.emulator.wait_idle()
+    qbo_emulator_server.emulator.reset()
+    qbo.clear_endpoint_cache()
+    return qbo_emulator_server
+
+
+@pytest.fixture
+def quickbooks_on_emulator(qbo_emulator, settings) -> RunningEmulator:
+    """The emulator, and the platform pointed at it."""
+    qbo_emulator.point_platform_at(settings)
+    return qbo_emulator
+
+
+@pytest.fixture
+def world(db, quickbooks_on_emulator, settings):
+    """Two tenants with connectors, members, connections, clients and events (dashboard, API)."""
+    from tests.dashboard.world import build_world
+
+    # The test client builds the middleware per client; scanning every app's static files
+    # each time would cost more than the request itself.
+    settings.WHITENOISE_USE_FINDERS = False
+    return build_world(quickbooks_on_emulator)

@@ -262,9 +262,7 @@ def test_tenant_admin_connects_quickbooks_in_shared_mode_in_the_browser(
     qbo_emulator.emulator.configure(
         redirect_uris=[f"{live_url}/upstream/quickbooks/callback"], auto_approve=True
     )
-    settings.QUICKBOOKS_ENVIRONMENT = qbo_emulator.base_url
-    settings.QUICKBOOKS_CLIENT_ID = qbo_emulator.client_id
-    settings.QUICKBOOKS_CLIENT_SECRET = qbo_emulator.client_secret
+    qbo_emulator.point_platform_at(settings)
     connector = connector_create(tenant=acme["tenant"], kind="quickbooks", mode="shared")
 
     page = open_page()

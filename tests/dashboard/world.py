@@ -14,11 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
-from connectors.base import UpstreamTokens
 from events.services import event_record
 from tenants.models import Membership
 from tenants.services import connector_create, member_add, tenant_create
-from upstream.services import upstream_connection_store
 
 PASSWORDS = {
     "olga": "olga-pass-123",
@@ -77,19 +75,7 @@ def _client(name: str, user, connector) -> tuple[Application, AccessToken]:
 
 
 def _connection(emulator, connector, user):
-    issued = emulator.connect()
-    return upstream_connection_store(
-        connector=connector,
-        user=user,
-        provider="quickbooks",
-        tokens=UpstreamTokens(
-            access_token=issued["access_token"],
-            refresh_token=issued["refresh_token"],
-            expires_in=issued["expires_in"],
-            refresh_expires_in=issued["x_refresh_token_expires_in"],
-            external_account_id=issued["realmId"],
-        ),
-    )
+    return emulator.store_connection(connector=connector, user=user)[0]
 
 
 def build_world(emulator) -> World:

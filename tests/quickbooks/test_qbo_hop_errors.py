@@ -22,9 +22,7 @@ def hop(live_url, acme, qbo_emulator, settings):
     qbo_emulator.emulator.configure(
         redirect_uris=[f"{live_url}/upstream/quickbooks/callback"], auto_approve=False
     )
-    settings.QUICKBOOKS_ENVIRONMENT = qbo_emulator.base_url
-    settings.QUICKBOOKS_CLIENT_ID = qbo_emulator.client_id
-    settings.QUICKBOOKS_CLIENT_SECRET = qbo_emulator.client_secret
+    qbo_emulator.point_platform_at(settings)
     connector = connector_create(tenant=acme["tenant"], kind="quickbooks", slug="qbo")
     return {
         "connector": connector,

@@ -23,9 +23,7 @@ def quickbooks(live_url, acme, qbo_emulator, settings):
 
     callback = f"{live_url}/upstream/quickbooks/callback"
     qbo_emulator.emulator.configure(redirect_uris=[callback], auto_approve=True)
-    settings.QUICKBOOKS_ENVIRONMENT = qbo_emulator.base_url
-    settings.QUICKBOOKS_CLIENT_ID = qbo_emulator.client_id
-    settings.QUICKBOOKS_CLIENT_SECRET = qbo_emulator.client_secret
+    qbo_emulator.point_platform_at(settings)
     return {
         "emulator": qbo_emulator,
         "per_user": connector_create(tenant=acme["tenant"], kind="quickbooks", slug="qbo"),

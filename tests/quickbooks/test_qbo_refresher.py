@@ -11,11 +11,10 @@ import pytest
 from django.core import mail
 
 from config.celery import app as celery_app
-from connectors.base import UpstreamTokens
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.oauth import Browser
 from tests.support.workers import celery_workers
-from upstream import clock, services, tasks
+from upstream import clock, tasks
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,9 +39,7 @@ def fleet(live_url, acme, qbo_emulator, settings, shared_clock):
     token of bob for each."""
     from tenants.services import connector_create
 
-    settings.QUICKBOOKS_ENVIRONMENT = qbo_emulator.base_url
-    settings.QUICKBOOKS_CLIENT_ID = qbo_emulator.client_id
-    settings.QUICKBOOKS_CLIENT_SECRET = qbo_emulator.client_secret
+    qbo_emulator.point_platform_at(settings)
     client = OAuthClient.register(live_url)
     browser = Browser("bob", "bob-pass-123")
     members = []
@@ -50,19 +47,7 @@ def fleet(live_url, acme, qbo_emulator, settings, shared_clock):
         connector = connector_create(
             tenant=acme["tenant"], kind="quickbooks", slug=f"books-{number}", mode="shared"
         )
-        issued = qbo_emulator.connect()
-        connection = services.upstream_connection_store(
-            connector=connector,
-            user=None,
-            provider="quickbooks",
-            tokens=UpstreamTokens(
-                access_token=issued["access_token"],
-                refresh_token=issued["refresh_token"],
-                expires_in=issued["expires_in"],
-                refresh_expires_in=issued["x_refresh_token_expires_in"],
-                external_account_id=issued["realmId"],
-            ),
-        )
+        connection, issued = qbo_emulator.store_connection(connector=connector)
         token = client.tokens(browser, connector.url)["access_token"]
         members.append(
             {
@@ -299,21 +284,10 @@ def test_removing_a_member_ends_their_per_user_connection(live_url, acme, qbo_em
     from tenants.models import Membership
     from tenants.services import connector_create
 
-    settings.QUICKBOOKS_ENVIRONMENT = qbo_emulator.base_url
-    settings.QUICKBOOKS_CLIENT_ID = qbo_emulator.client_id
-    settings.QUICKBOOKS_CLIENT_SECRET = qbo_emulator.client_secret
+    qbo_emulator.point_platform_at(settings)
     connector = connector_create(tenant=acme["tenant"], kind="quickbooks", slug="mine")
-    issued = qbo_emulator.connect()
-    connection = services.upstream_connection_store(
-        connector=connector,
-        user=User.objects.get(username="bob"),
-        provider="quickbooks",
-        tokens=UpstreamTokens(
-            access_token=issued["access_token"],
-            refresh_token=issued["refresh_token"],
-            expires_in=3600,
-            external_account_id=issued["realmId"],
-        ),
+    connection, _ = qbo_emulator.store_connection(
+        connector=connector, user=User.objects.get(username="bob")
     )
     before = qbo_emulator.emulator.counters_snapshot().get("grants.revoked", 0)
     Membership.objects.filter(user__username="bob", tenant=acme["tenant"]).delete()
