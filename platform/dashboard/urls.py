@@ -26,6 +26,11 @@ urlpatterns = [
     ),
     path("connectors/<int:connector_id>/", views.connector_detail, name="dashboard-connector"),
     path(
+        "connectors/<int:connector_id>/test",
+        views.connector_test,
+        name="dashboard-connector-test",
+    ),
+    path(
         "connectors/<int:connector_id>/status.json",
         views.connector_status,
         name="dashboard-connector-status",

@@ -3,6 +3,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -515,3 +516,29 @@ def connection_disconnect(request, connection_id: int):
             "revoked, at the provider too, and the clients that used it are signed out.",
         },
     )
+
+
+@require_POST
+async def connector_test(request, connector_id: int):
+    """ "Test connection": the doctor's checks (``manage.py doctor``) against this connector.
+
+    Async on purpose: the checks call this very server over HTTP, and a sync view would hold
+    the one thread Django's ASGI handler runs sync views on while they wait for it.
+    """
+    from asgiref.sync import sync_to_async
+
+    from doctor.checks import run_checks
+    from doctor.steps import steps_failed
+
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    access = await sync_to_async(connector_access)(user, connector_id, admin=True)
+    steps = await sync_to_async(run_checks, thread_sensitive=False)(access.connector.url)
+    context = {
+        "connector": access.connector,
+        "tenant": access.connector.tenant,
+        "steps": steps,
+        "failed": steps_failed(steps),
+    }
+    return await sync_to_async(render)(request, "dashboard/connector_test.html", context)
