@@ -104,6 +104,9 @@ def test_serve_gives_a_working_demo_connector(tmp_path):
         assert not rows.is_error and len(rows.structured_content["rows"]) == 3
         assert any('name="decision"' in page.text for page in browser.pages)  # Intuit's page
 
+        children = _children_of(serve.process.pid)
+        assert len(children) == 3, children  # emulator, worker, beat
+
         # Beat schedules the sweep and the worker runs it: readiness sees its heartbeat.
         deadline = time.monotonic() + 60
         while httpx.get(f"{base}/readyz").json()["checks"]["beat"] != "ok":
@@ -113,7 +116,7 @@ def test_serve_gives_a_working_demo_connector(tmp_path):
         returncode = serve.stop()
     assert returncode == 0, "".join(serve.lines)
     assert "Stopped." in "".join(serve.lines)
-    assert not _children_left(tmp_path)
+    assert not [pid for pid in children if _alive(pid)], "serve left children running"
 
     # A second run reuses the database, the secrets and the demo sign-in.
     again = Serve(env)
@@ -125,11 +128,18 @@ def test_serve_gives_a_working_demo_connector(tmp_path):
         assert again.stop() == 0
 
 
-def _children_left(var_dir: Path) -> list[str]:
-    """Processes still running that serve started (worker, beat, emulator)."""
-    found = subprocess.run(
-        ["pgrep", "-af", "celery -A config|connectors.quickbooks.emulator"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [line for line in found.splitlines() if str(var_dir) in line or "emulator" in line]
+def _children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in found.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not running: it only waits for its parent to collect it.
+    state = (
+        Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "X"
+    )
+    return state not in ("Z", "X")
