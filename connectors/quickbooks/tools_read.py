@@ -51,6 +51,13 @@ AccountType = Literal[
     "Other Expense",
 ]
 Status = Literal["open", "overdue", "paid", "all"]
+StatusFilter = Annotated[
+    Status,
+    Field(
+        description="open: not fully paid; overdue: open and past its due date; "
+        "paid: nothing left to pay; all: any."
+    ),
+]
 
 StartPosition = Annotated[int, Field(ge=1, description="1-based position of the first result.")]
 MaxResults = Annotated[int, Field(ge=1, le=1000, description="Page size (1 to 1000).")]
@@ -279,13 +286,7 @@ def register(server: MCPServer) -> None:
         customer_id: Annotated[
             str | None, Field(description="Only this customer's invoices (Id).")
         ] = None,
-        status: Annotated[
-            Status,
-            Field(
-                description="open: not fully paid; overdue: open and past its due date; "
-                "paid: nothing left to pay; all: any."
-            ),
-        ] = "all",
+        status: StatusFilter = "all",
         date_from: DateFrom = None,
         date_to: DateTo = None,
         start_position: StartPosition = 1,
@@ -309,13 +310,7 @@ def register(server: MCPServer) -> None:
         vendor_id: Annotated[
             str | None, Field(description="Only this vendor's bills (Id).")
         ] = None,
-        status: Annotated[
-            Status,
-            Field(
-                description="open: not fully paid; overdue: open and past its due date; "
-                "paid: nothing left to pay; all: any."
-            ),
-        ] = "all",
+        status: StatusFilter = "all",
         date_from: DateFrom = None,
         date_to: DateTo = None,
         start_position: StartPosition = 1,

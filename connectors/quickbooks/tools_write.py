@@ -37,6 +37,7 @@ from connectors.quickbooks.records import (
 from connectors.quickbooks.tools import CREATES, UPDATES, with_company
 
 CENT = Decimal("0.01")
+DueDate = Annotated[Date | None, Field(description="YYYY-MM-DD. Default: 30 days after txn_date.")]
 RequestId = Annotated[
     str | None,
     Field(
@@ -219,9 +220,7 @@ def register(server: MCPServer) -> None:
         txn_date: Annotated[
             Date | None, Field(description="Invoice date, YYYY-MM-DD. Default: today.")
         ] = None,
-        due_date: Annotated[
-            Date | None, Field(description="YYYY-MM-DD. Default: 30 days after txn_date.")
-        ] = None,
+        due_date: DueDate = None,
         doc_number: Annotated[
             str | None, Field(max_length=21, description="Invoice number. Default: the next one.")
         ] = None,
@@ -351,9 +350,7 @@ def register(server: MCPServer) -> None:
         txn_date: Annotated[
             Date | None, Field(description="Bill date, YYYY-MM-DD. Default: today.")
         ] = None,
-        due_date: Annotated[
-            Date | None, Field(description="YYYY-MM-DD. Default: 30 days after txn_date.")
-        ] = None,
+        due_date: DueDate = None,
         doc_number: Annotated[
             str | None, Field(max_length=21, description="The vendor's bill number.")
         ] = None,
