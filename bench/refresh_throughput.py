@@ -281,7 +281,10 @@ def run(
     app.conf.task_default_queue = queue
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(sys.path),
+        # This tree's code first, whatever the current directory (Celery puts it on sys.path).
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "platform"), str(ROOT), str(Path(__file__).resolve().parent), *sys.path]
+        ),
         "VAR_DIR": str(workdir),
         "QUICKBOOKS_ENVIRONMENT": emulator.url,
         "QUICKBOOKS_CLIENT_ID": "bench",

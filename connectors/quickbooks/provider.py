@@ -1,5 +1,7 @@
 """The QuickBooks side of the platform's upstream-provider interface (connectors.base)."""
 
+import os
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -11,6 +13,43 @@ from connectors.quickbooks import client as qbo
 
 PROVIDER = "quickbooks"
 
+# Enough for a thread pool of a few dozen workers; waiting longer than the pool timeout (5 s)
+# for a free connection is reported as unavailable, like any connect failure. Connections idle
+# for 4 s are dropped before a server's usual 5 s keep-alive timeout can race with a reuse.
+SHARED_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=4.0)
+_http_lock = threading.Lock()
+_http: tuple[int, httpx.Client] | None = None  # (pid that made it, client)
+
+
+def shared_http() -> httpx.Client:
+    """The process's one client for Intuit's OAuth endpoints, shared by all threads.
+
+    Its pool keeps connections alive between refreshes, so a busy worker does not pay a TCP
+    connect, a DNS lookup and a TLS handshake with Intuit on every refresh (one new client per
+    call did). httpx.Client is thread-safe. It is made lazily and made again in a forked child
+    (a prefork worker must not share its parent's sockets); the timeouts are the same as
+    before (transport.DEFAULT_TIMEOUT), and the pool is bounded so a stuck Intuit cannot make
+    a worker open connections without end.
+    """
+    global _http
+    pid = os.getpid()
+    current = _http
+    if current is not None and current[0] == pid:
+        return current[1]
+    with _http_lock:
+        if _http is None or _http[0] != pid:
+            _http = (pid, qbo.make_client(limits=SHARED_LIMITS))
+        return _http[1]
+
+
+def close_shared_http() -> None:
+    """Close the shared client's connections (tests, shutdown); the next call makes a new one."""
+    global _http
+    with _http_lock:
+        current, _http = _http, None
+    if current is not None and current[0] == os.getpid():
+        current[1].close()
+
 
 def environment() -> str:
     """ "production", "sandbox" or the emulator's base URL (settings.QUICKBOOKS_ENVIRONMENT)."""
@@ -19,7 +58,7 @@ def environment() -> str:
 
 def endpoints() -> qbo.IntuitEndpoints:
     try:
-        return qbo.load_endpoints(environment())
+        return qbo.load_endpoints(environment(), http=shared_http())
     except qbo.QuickBooksError as exc:
         raise UpstreamUnavailable(f"Intuit discovery failed: {exc}") from None
 
@@ -52,19 +91,18 @@ def _company_name(token_set: qbo.TokenSet, realm_id: str) -> str:
     """The company's name for the dashboard and status tool; best effort (empty on failure),
     since the connection works without it."""
     api = endpoints().api_base
-    with qbo.make_client() as http:
-        try:
-            response = http.get(
-                f"{api}/company/{realm_id}/companyinfo/{realm_id}",
-                params={"minorversion": qbo.MINOR_VERSION},
-                headers={
-                    "Authorization": f"Bearer {token_set.access_token}",
-                    "Accept": "application/json",
-                },
-            )
-            return str(response.json()["CompanyInfo"]["CompanyName"])[:200]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return ""
+    try:
+        response = shared_http().get(
+            f"{api}/company/{realm_id}/companyinfo/{realm_id}",
+            params={"minorversion": qbo.MINOR_VERSION},
+            headers={
+                "Authorization": f"Bearer {token_set.access_token}",
+                "Accept": "application/json",
+            },
+        )
+        return str(response.json()["CompanyInfo"]["CompanyName"])[:200]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return ""
 
 
 class QuickBooksProvider:
@@ -76,7 +114,10 @@ class QuickBooksProvider:
 
     def _oauth(self) -> qbo.IntuitOAuthClient:
         return qbo.IntuitOAuthClient(
-            endpoints(), client_id=self.client_id, client_secret=self.client_secret
+            endpoints(),
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            http=shared_http(),
         )
 
     def authorization_url(self, *, state: str, redirect_uri: str) -> str:

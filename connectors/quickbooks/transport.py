@@ -37,11 +37,15 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 def make_client(
-    *, timeout: httpx.Timeout | None = None, transport: httpx.BaseTransport | None = None
+    *,
+    timeout: httpx.Timeout | None = None,
+    transport: httpx.BaseTransport | None = None,
+    limits: httpx.Limits | None = None,
 ) -> httpx.Client:
     """A synchronous client with our timeouts (for OAuth calls made from sync code)."""
     return httpx.Client(
         timeout=timeout or DEFAULT_TIMEOUT,
+        limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
         verify=shared_ssl_context(),
         transport=transport,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
