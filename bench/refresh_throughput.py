@@ -350,10 +350,19 @@ def run(
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_purge(queue)
-            conn.default_channel.queue_delete(queue)
+        drop_queue(app, queue)
     return sweep_seconds, total, cpu
+
+
+def drop_queue(app, queue: str) -> None:
+    """Purge and delete the run's queue; on Redis also the binding keys kombu leaves behind."""
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.queue_purge(queue)
+        channel.queue_delete(queue)
+        client = getattr(channel, "client", None)
+        if client is not None and hasattr(client, "delete"):  # the Redis transport
+            client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 def wait_ready(app, node: str, worker: subprocess.Popen) -> None:
