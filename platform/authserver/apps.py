@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class AuthserverConfig(AppConfig):
     name = "authserver"
     verbose_name = "Authorization server"
+
+    def ready(self):
+        from authserver import checks  # noqa: F401  (registers the system checks)

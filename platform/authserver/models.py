@@ -35,3 +35,16 @@ class UsedAuthorizationCode(models.Model):
 
     def __str__(self) -> str:
         return f"code used {self.used:%Y-%m-%d %H:%M}"
+
+
+class RefreshGraceAnswer(models.Model):
+    """The token pair a refresh issued, sealed with the upstream encryption keys, kept only for
+    the refresh grace window: tokens are stored hashed, so a second refresh of the same token
+    (a client refreshing from two nodes at once) can only be answered from here."""
+
+    refresh_checksum = models.CharField(max_length=64, unique=True)
+    sealed = models.TextField()
+    expires = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"grace answer until {self.expires:%Y-%m-%d %H:%M:%S}"

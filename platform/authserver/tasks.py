@@ -7,16 +7,18 @@ from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.models import clear_expired
 
-from authserver.models import UsedAuthorizationCode
+from authserver.models import RefreshGraceAnswer, UsedAuthorizationCode
 from authserver.registration import registrations_prune
 from events.models import Event
 
 
 def housekeeping_run() -> dict:
-    """Expired tokens and grants (DOT's cleartokens), unused registrations, old events."""
+    """Expired tokens and grants (DOT's cleartokens), sealed refresh answers past their grace
+    window, unused registrations, old events."""
     clear_expired()
     now = timezone.now()
     registrations = registrations_prune(now=now)
+    RefreshGraceAnswer.objects.filter(expires__lte=now).delete()
     codes, _ = UsedAuthorizationCode.objects.filter(used__lt=now - timedelta(days=1)).delete()
     events, _ = Event.objects.filter(
         created__lt=now - timedelta(days=settings.EVENT_RETENTION_DAYS)

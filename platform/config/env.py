@@ -45,7 +45,7 @@ def kept_secret(path: Path, make=lambda: secrets.token_urlsafe(50)) -> str:
     """Read a secret kept in ``path``, creating it on first use (embedded default only)."""
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = make()
     # O_EXCL: two processes starting together must not write two different keys.
     try:
@@ -55,3 +55,22 @@ def kept_secret(path: Path, make=lambda: secrets.token_urlsafe(50)) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value)
     return value
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` readable by this user only (0700), and tighten it if it already exists:
+    it holds secrets and, in the embedded default, the database."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` (empty) readable by this user only (0600), or tighten it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import urllib3
 from oauth2_provider import cimd
-from oauth2_provider.models import AccessToken, Application
+from oauth2_provider.models import Application
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from authserver.models import Consent
 from events.models import Event
+from tests.support.flow import stored_access_token
 from tests.support.live import serve_in_thread
 from tests.support.mcp_client import CLAUDE_REDIRECT, MemoryStorage, connected, oauth_provider
 from tests.support.oauth import CSRF, Browser
@@ -139,7 +140,7 @@ def test_sdk_client_connects_with_a_client_id_metadata_document(live_url, acme, 
     assert app.client_type == Application.CLIENT_PUBLIC
     assert app.name == "Claude (CIMD)"
     assert app.redirect_uris.split() == [CLAUDE_REDIRECT]
-    token = AccessToken.objects.get(token=storage.tokens.access_token)
+    token = stored_access_token(storage.tokens.access_token)
     assert token.application == app
     assert token.resource == [url]
     assert browser.last_redirect["iss"] == live_url

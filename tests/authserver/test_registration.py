@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 
+from tests.support.flow import stored_access_token
 from tests.support.live import free_port
 from tests.support.oauth import Browser
 from tests.support.pkce import (
@@ -289,7 +290,7 @@ def test_loopback_redirect_matches_on_any_port(live_url, acme, registered, used)
         resource=connector,
     )
     assert token.status_code == 200, token.text
-    assert AccessToken.objects.get(token=token.json()["access_token"]).resource == [connector]
+    assert stored_access_token(token.json()["access_token"]).resource == [connector]
 
 
 def test_port_wildcard_is_only_for_loopback(live_url, acme):

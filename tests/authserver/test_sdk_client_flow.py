@@ -8,6 +8,7 @@ import pytest
 from oauth2_provider.models import AccessToken, Application
 
 from events.models import Event
+from tests.support.flow import stored_access_token
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
 
@@ -47,7 +48,7 @@ def test_sdk_client_registers_authorizes_calls_tools_and_refreshes(live_url, acm
     assert redirect["iss"] == live_url
     app = Application.objects.get(client_id=storage.client_info.client_id)
     assert app.name == "Claude"
-    token = AccessToken.objects.get(token=storage.tokens.access_token)
+    token = stored_access_token(storage.tokens.access_token)
     assert token.resource == [url]
     kinds = set(Event.objects.values_list("kind", flat=True))
     assert {

@@ -117,3 +117,10 @@ def mcp_post(url: str, token: str | None, payload=None, headers=None, **kwargs) 
             url, content=payload, headers={**headers, "Content-Type": "application/json"}, **kwargs
         )
     return httpx.post(url, json=payload, headers=headers, **kwargs)
+
+
+def stored_access_token(raw: str):
+    """The AccessToken row of a raw token: stored as its SHA-256 only, so found by that."""
+    from oauth2_provider.models import AccessToken
+
+    return AccessToken.objects.get(token_checksum=hashlib.sha256(raw.encode()).hexdigest())
