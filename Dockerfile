@@ -59,6 +59,6 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/app/.venv/bin/python", "/app/deploy/healthcheck.py"]
 
 # The web process. uvicorn reads its worker count from WEB_CONCURRENCY. Forwarded headers are
-# trusted from any address: web is reachable only by the proxy in front of it (see compose).
+# read by the platform itself, from the proxies in FORWARDED_ALLOW_IPS only (see compose).
 # On SIGTERM, requests in flight get 20 s to finish (compose's stop_grace_period is longer).
-CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips", "*", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]

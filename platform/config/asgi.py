@@ -7,15 +7,20 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
-from gateway.asgi import Gateway  # noqa: E402  (needs Django set up first)
+from config.proxy import TrustedProxyHeaders  # noqa: E402  (needs Django set up first)
+from gateway.asgi import Gateway  # noqa: E402
 
 
 class PlatformApplication:
     def __init__(self) -> None:
         self.django = django_application
         self.gateway = Gateway()
+        self._handle = TrustedProxyHeaders(self._route)
 
     async def __call__(self, scope, receive, send) -> None:
+        await self._handle(scope, receive, send)
+
+    async def _route(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http" and self.gateway.matches(scope["path"]):

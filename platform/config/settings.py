@@ -43,10 +43,21 @@ else:
     if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required in production")
 
-# Behind a TLS-terminating proxy: trust its forwarded proto/host (uvicorn --proxy-headers sets
-# the client address). URLs we hand to clients are built from PUBLIC_URL either way.
+# X-Forwarded-For and -Proto are believed only from these peers (addresses or networks,
+# comma-separated): the client address is the right-most hop that is not one of them
+# (config/proxy.py). docker-compose.yml sets Caddy's fixed address. Never "*": anyone could then
+# choose the address the rate limits and the trace see.
+_forwarded_allow = env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1") or ""
+FORWARDED_ALLOW_IPS = [ip.strip() for ip in _forwarded_allow.split(",") if ip.strip()]
+if "*" in FORWARDED_ALLOW_IPS:
+    raise ImproperlyConfigured(
+        "FORWARDED_ALLOW_IPS must list the proxy's addresses or network, not *: with * any "
+        "client can forge its address"
+    )
+# Behind a TLS-terminating proxy: honour its forwarded host. The scheme comes from
+# X-Forwarded-Proto of a trusted proxy only (config/proxy.py sets it on the request).
+# URLs we hand to clients are built from PUBLIC_URL either way.
 if envbool("TRUST_FORWARDED_HEADERS", not EMBEDDED):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
 
 INSTALLED_APPS = [

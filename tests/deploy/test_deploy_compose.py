@@ -102,7 +102,8 @@ def test_web_serves_the_one_asgi_app_behind_a_proxy(services):
     application = import_from_string(options["app"])
     assert isinstance(application, PlatformApplication)
     assert options["host"] == "0.0.0.0" and options["port"] == 8000
-    assert options["proxy_headers"] is True and options["forwarded_allow_ips"] == "*"
+    # uvicorn believes no forwarded header; the platform does, from FORWARDED_ALLOW_IPS only.
+    assert options["proxy_headers"] is False
     assert options["timeout_graceful_shutdown"] > 0
     # No --workers: uvicorn takes the count from WEB_CONCURRENCY.
     assert options["workers"] is None
@@ -256,3 +257,17 @@ def test_interpolation_follows_compose(text, expected):
 def test_a_required_variable_left_blank_stops_compose():
     with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
         interpolate(compose()["services"], dotenv_values())
+
+
+def test_forwarded_headers_are_believed_from_the_compose_proxy_only(services):
+    """Every platform container trusts X-Forwarded-For from Caddy's fixed address alone, an
+    address on the compose network that no replica can be given."""
+    import ipaddress
+
+    network = compose()["networks"]["default"]["ipam"]["config"][0]
+    subnet = ipaddress.ip_network(network["subnet"])
+    dynamic = ipaddress.ip_network(network["ip_range"])
+    caddy = ipaddress.ip_address(services["caddy"]["networks"]["default"]["ipv4_address"])
+    assert caddy in subnet and caddy not in dynamic
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["FORWARDED_ALLOW_IPS"] == str(caddy), name

@@ -40,7 +40,8 @@ class LiveServer:
         """Serve `app`; returns once the server accepts connections.
 
         uvicorn options default to: no logging configuration of its own (the test runner's
-        stays), warnings only, lifespan "auto", and at most 5 s to finish requests on stop.
+        stays), warnings only, lifespan "auto", at most 5 s to finish requests on stop, and no
+        forwarded headers (the platform reads them itself, from FORWARDED_ALLOW_IPS only).
         """
         if self._server is not None:
             raise RuntimeError("this LiveServer was already started")
@@ -49,6 +50,8 @@ class LiveServer:
             "log_level": "warning",
             "lifespan": "auto",
             "timeout_graceful_shutdown": 5,
+            # As in production (--no-proxy-headers): the platform decides whom to believe.
+            "proxy_headers": False,
             **uvicorn_options,
         }
         self._server = uvicorn.Server(uvicorn.Config(app, **options))

@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 "config.asgi:application",
                 host=host,
                 port=port,
-                proxy_headers=True,
+                proxy_headers=False,  # the platform reads them (FORWARDED_ALLOW_IPS)
                 log_level="warning",
                 log_config=None,  # uvicorn logs through Django's LOGGING: JSON lines
                 lifespan="on",
