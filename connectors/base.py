@@ -1,23 +1,52 @@
-"""What a connector kind declares, and the registry the platform finds kinds in.
+"""The contract between the platform and a connector kind; the only platform module kinds import.
 
-A kind is provider code (``connectors/<kind>/``) behind this small interface: its tools (an
-``mcp`` SDK server, one per kind, serving every tenant's connectors of that kind) and what it
-needs from an upstream OAuth provider. The platform stays provider-neutral.
+A kind is provider code in ``connectors/<kind>/`` that declares one ``ConnectorKind``:
+
+- its tools: ``build_server`` (an ``mcp`` SDK ``MCPServer`` with decorated tools, resources,
+  prompts and completions; one per kind, serving every tenant's connectors of that kind) or
+  ``tool_source`` (a ``ToolSource``: the tool list is asked for per request, so it may differ per
+  connection, and calls are handed to one async function);
+- its upstream OAuth provider (``upstream``), or none;
+- its per-connector settings (``settings_schema``), which the platform validates on every save
+  (dashboard form and API alike);
+- the environment settings it reads (``env``), read and checked when the platform starts;
+- an optional embedded emulator (``embedded_emulator``) that ``manage.py serve`` starts in the
+  embedded default.
+
+Every tool call runs with a ``ToolContext`` (``tool_context(ctx)``): who calls, which connector
+with which settings, an ``upstream`` handle (the connection's access token, refreshed under the
+platform's lease when due) and ``http``, the process's pooled async HTTP client.
+
+Nothing here imports a platform app; the platform implements ``UpstreamHandle``.
+Installing a kind is one line: its import path in ``CONNECTOR_KINDS`` (or the
+``EXTRA_CONNECTOR_KINDS`` environment variable).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import os
+import subprocess
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
+import httpx
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
     from mcp.server.mcpserver import Context
+    from mcp.types import CallToolResult, Tool
+
+# --- Errors a kind raises or receives ---------------------------------------------------------
 
 
 class UpstreamReauthRequired(Exception):
@@ -30,6 +59,21 @@ class UpstreamUnavailable(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UpstreamNotConnected(Exception):
+    """No usable upstream connection; the message says how to restore it (shown to the user)."""
+
+
+class SettingsError(ValueError):
+    """Connector settings that do not fit the kind's schema: ``errors`` maps field to message."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{key}: {message}" for key, message in self.errors.items()))
+
+
+# --- Upstream OAuth provider ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -48,7 +92,8 @@ class UpstreamProvider(Protocol):
     """The OAuth client side of one upstream provider, as the platform uses it.
 
     Implementations raise UpstreamReauthRequired or UpstreamUnavailable, never their own
-    exception types, and never put token values in messages.
+    exception types, and never put token values in messages. They run in worker threads
+    (sync code), never on the event loop.
     """
 
     name: str
@@ -70,18 +115,56 @@ class UpstreamOAuth:
     build_provider: Callable[[], UpstreamProvider]
 
 
-@dataclass
-class ConnectorKind:
-    slug: str
-    title: str
-    description: str
-    build_server: Callable[[], MCPServer]
-    upstream: UpstreamOAuth | None = None
-    default_settings: dict[str, Any] = field(default_factory=dict)
+# --- What a tool gets -------------------------------------------------------------------------
 
-    @cached_property
-    def server(self) -> MCPServer:
-        return self.build_server()
+
+@dataclass(frozen=True)
+class UpstreamAccess:
+    """A usable upstream access token and the account it reaches."""
+
+    access_token: str = field(repr=False)
+    account_id: str
+    account_name: str = ""
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """The stored state of a connection (``status`` is ``not_connected`` when there is none)."""
+
+    status: str
+    account_id: str = ""
+    account_name: str = ""
+    access_expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    last_refresh_at: datetime | None = None
+    last_used_at: datetime | None = None
+    last_error: str = ""
+    failure_count: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.status not in ("not_connected", "needs_reauth", "revoked")
+
+
+class UpstreamHandle(Protocol):
+    """The upstream connection of one tool call (the member's own, or the shared one)."""
+
+    reconnect_url: str
+    """Where a person (re)connects the upstream account (the tenant admin for a shared one)."""
+
+    async def access(self, *, force_refresh: bool = False) -> UpstreamAccess:
+        """The access token, refreshed under the platform's lease when due (or when forced,
+        e.g. after the provider refused it). Raises UpstreamNotConnected (message for the user,
+        with reconnect_url) or UpstreamUnavailable."""
+        ...
+
+    async def mark_reauth(self, reason: str) -> None:
+        """The provider refuses a freshly refreshed token: the grant is gone; tell the admins."""
+        ...
+
+    async def status(self) -> UpstreamStatus:
+        """The connection's stored state, read now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -92,21 +175,348 @@ class ToolContext:
     tenant_slug: str
     connector_id: int
     connector_slug: str
-    connector_settings: dict[str, Any]
+    connector_settings: Mapping[str, Any]
     connector_mode: str
     user_id: int
     username: str
     client_id: str
     token_id: int
+    upstream: UpstreamHandle | None = None  # None for a kind without an upstream provider
+    http: httpx.AsyncClient | None = None  # the process's pooled client (shared_http())
 
 
 SCOPE_KEY = "platform.tool_context"
+# The one connector setting the platform knows by name: tools that change upstream data are
+# listed and callable only where it is true (connectors.write_gate).
+WRITES_SETTING = "writes_allowed"
 
 
 def tool_context(ctx: Context) -> ToolContext:
-    """The ToolContext of the MCP request ``ctx`` belongs to."""
+    """The ToolContext of the MCP request ``ctx`` belongs to (tools, resources, prompts)."""
     request = ctx.request_context.request
     return request.scope[SCOPE_KEY]
+
+
+# One pooled client per event loop: an AsyncClient's connections belong to the loop that made
+# them. The gateway runs one loop per process, so in practice this is one client per process.
+HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=5.0)
+HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_http() -> httpx.AsyncClient:
+    """The pooled async HTTP client of this process (its running event loop) for tool calls.
+
+    Connections are kept alive between calls; per-request timeouts and headers go on each
+    request. Kinds never close it."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False)
+        _clients[loop] = client
+    return client
+
+
+# --- A tool source: tools decided per request -------------------------------------------------
+
+
+class ToolSource(Protocol):
+    """Tools that are not known before a request: listed and called per connection.
+
+    ``list_tools`` may differ per connector or user (e.g. forwarded from a remote MCP server);
+    ``call_tool`` returns the wire result (``isError`` for a tool failure). A kind that also
+    serves resources, prompts or completions builds an ``MCPServer`` instead (``build_server``)
+    and registers them with the SDK's decorators; ``tool_context(ctx)`` works in all of them.
+    """
+
+    async def list_tools(self, context: ToolContext) -> list[Tool]: ...
+
+    async def call_tool(
+        self, context: ToolContext, name: str, arguments: dict[str, Any]
+    ) -> CallToolResult: ...
+
+
+def server_for_tool_source(name: str, source: ToolSource, instructions: str = "") -> MCPServer:
+    """An MCPServer whose tools/list and tools/call ask ``source`` with the request's context."""
+    from mcp.server import MCPServer
+    from mcp.types import CallToolResult, ListToolsResult, TextContent
+
+    class ToolSourceServer(MCPServer):
+        async def _handle_list_tools(self, ctx, params) -> ListToolsResult:
+            return ListToolsResult(tools=await source.list_tools(ctx.request.scope[SCOPE_KEY]))
+
+        async def _handle_call_tool(self, ctx, params) -> CallToolResult:
+            context = ctx.request.scope[SCOPE_KEY]
+            try:
+                return await source.call_tool(context, params.name, params.arguments or {})
+            except (UpstreamNotConnected, UpstreamUnavailable) as exc:
+                text = TextContent(type="text", text=str(exc))
+                return CallToolResult(content=[text], is_error=True)
+
+    return ToolSourceServer(name, instructions=instructions or None)
+
+
+# --- Per-connector settings -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One per-connector setting. ``clean`` returns the stored value or raises ValueError."""
+
+    name: str
+    label: str = ""
+    help: str = ""
+    required: bool = False
+    default: Any = None
+    secret = False  # write-only: never shown again, stored sealed
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def clean(self, value: Any) -> Any:
+        return value
+
+
+@dataclass(frozen=True)
+class BooleanSetting(Setting):
+    default: Any = False
+
+    def clean(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+
+@dataclass(frozen=True)
+class TextSetting(Setting):
+    default: Any = ""
+    max_length: int = 500
+
+    def clean(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if len(value) > self.max_length:
+            raise ValueError(f"must be at most {self.max_length} characters")
+        return value.strip()
+
+
+@dataclass(frozen=True)
+class UrlSetting(TextSetting):
+    """An absolute http(s) URL; plain http only where ``allow_http`` (e.g. loopback tests)."""
+
+    allow_http: bool = False
+    max_length: int = 2000
+
+    def clean(self, value: Any) -> str:
+        value = super().clean(value)
+        if not value:
+            return value
+        parts = urlsplit(value)
+        schemes = ("https", "http") if self.allow_http else ("https",)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be an absolute {' or '.join(schemes)} URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials (use a secret setting)")
+        return value
+
+
+@dataclass(frozen=True)
+class ChoiceSetting(Setting):
+    """One of ``choices``: (value, label) pairs."""
+
+    choices: tuple[tuple[str, str], ...] = ()
+
+    def clean(self, value: Any) -> str:
+        allowed = [choice for choice, _ in self.choices]
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+
+@dataclass(frozen=True)
+class SecretSetting(TextSetting):
+    """A secret (an API key, a header value): write-only, stored encrypted, shown as set/unset."""
+
+    secret = True
+
+
+SEALED_PREFIX = "sealed:"
+
+
+@dataclass(frozen=True)
+class SettingsSchema:
+    """The settings of a kind's connectors. No other keys are stored."""
+
+    fields: tuple[Setting, ...] = ()
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for f in self.fields if f.default is not None and not f.secret}
+
+    def clean(
+        self,
+        data: Mapping[str, Any],
+        *,
+        current: Mapping[str, Any] | None = None,
+        seal: Callable[[str], str] | None = None,
+    ) -> dict[str, Any]:
+        """The settings to store: ``data`` (all or some fields) over ``current`` (or defaults).
+
+        A secret left empty keeps its current value; a new one is stored sealed with ``seal``.
+        Raises SettingsError naming each bad field.
+        """
+        if not isinstance(data, Mapping):
+            raise SettingsError({"settings": "must be an object"})
+        by_name = {f.name: f for f in self.fields}
+        errors = {key: "unknown setting" for key in data if key not in by_name}
+        stored = {**self.defaults(), **(current or {})}
+        for key, value in data.items():
+            setting = by_name.get(key)
+            if setting is None:
+                continue
+            if setting.secret and value in (None, ""):
+                continue  # write-only: an empty field keeps the stored secret
+            try:
+                cleaned = setting.clean(value)
+            except ValueError as exc:
+                errors[key] = str(exc)
+                continue
+            if setting.secret:
+                if seal is None:
+                    raise ImproperlyConfigured("a secret setting needs a seal function")
+                cleaned = SEALED_PREFIX + seal(cleaned)
+            stored[key] = cleaned
+        for setting in self.fields:
+            if setting.required and stored.get(setting.name) in (None, ""):
+                errors.setdefault(setting.name, "is required")
+        if errors:
+            raise SettingsError(errors)
+        return {key: value for key, value in stored.items() if key in by_name}
+
+    def public(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings as shown in the dashboard and API: a secret only says whether it is set."""
+        shown = {}
+        for setting in self.fields:
+            value = stored.get(setting.name, setting.default)
+            shown[setting.name] = bool(value) if setting.secret else value
+        return shown
+
+    def opened(self, stored: Mapping[str, Any], unseal: Callable[[str], str]) -> dict[str, Any]:
+        """The settings a tool sees: secrets unsealed."""
+        opened = dict(stored)
+        for setting in self.fields:
+            value = stored.get(setting.name)
+            if setting.secret and isinstance(value, str) and value.startswith(SEALED_PREFIX):
+                opened[setting.name] = unseal(value[len(SEALED_PREFIX) :])
+        return opened
+
+    @property
+    def has_secrets(self) -> bool:
+        return any(f.secret for f in self.fields)
+
+
+# --- Environment settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """A value the kind reads from the environment (``NAME`` or a file named by ``NAME_FILE``).
+
+    The platform reads every installed kind's env settings once at start into Django settings
+    (``check`` refuses bad values loudly); ``value()`` is how the kind reads it back.
+    """
+
+    name: str
+    default: str = ""
+    help: str = ""
+    parse: Callable[[str], Any] = str
+    # (parsed value, embedded?) -> an error message, or None when the value is fine.
+    check: Callable[[Any, bool], str | None] | None = None
+
+    def read(self, raw: str | None, *, embedded: bool) -> Any:
+        text = self.default if raw in (None, "") else raw
+        try:
+            value = self.parse(text)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{self.name}={text!r} is not valid: {exc}") from exc
+        problem = self.check(value, embedded) if self.check else None
+        if problem:
+            raise ImproperlyConfigured(f"{self.name}: {problem}")
+        return value
+
+    def value(self) -> Any:
+        if hasattr(settings, self.name):
+            return getattr(settings, self.name)
+        return self.read(os.environ.get(self.name), embedded=getattr(settings, "EMBEDDED", True))
+
+
+def kinds_env_settings(
+    kind_paths: Iterable[str], *, read: Callable[[str], str | None], embedded: bool
+) -> dict[str, Any]:
+    """The env settings of the kinds at ``kind_paths``, read and checked (for settings.py)."""
+    values: dict[str, Any] = {}
+    for dotted in kind_paths:
+        for env_setting in import_string(dotted).env:
+            values[env_setting.name] = env_setting.read(read(env_setting.name), embedded=embedded)
+    return values
+
+
+# --- Embedded emulator ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddedSetup:
+    """What ``serve`` gives a kind's emulator hook in the embedded default."""
+
+    public_url: str
+    port: int  # free for the kind's emulator to listen on
+    callback_url: str  # the platform's upstream OAuth callback for this kind
+    var_dir: Path
+    kept_secret: Callable[[str], str]  # a secret kept under var_dir by name, made on first use
+    popen_options: Mapping[str, Any]  # pass to subprocess.Popen: the child ends with serve
+
+
+@dataclass(frozen=True)
+class EmbeddedEmulator:
+    """A started emulator: ``serve`` applies ``environment`` to itself and its workers, prints
+    ``banner`` and stops ``process`` on exit."""
+
+    process: subprocess.Popen
+    environment: Mapping[str, str]
+    banner: str
+
+
+# --- The kind ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ConnectorKind:
+    slug: str
+    title: str
+    description: str
+    build_server: Callable[[], MCPServer] | None = None
+    tool_source: Callable[[], ToolSource] | None = None
+    upstream: UpstreamOAuth | None = None
+    settings_schema: SettingsSchema = field(default_factory=SettingsSchema)
+    env: tuple[EnvSetting, ...] = ()
+    # Called by serve in the embedded default; returns None when not needed (e.g. real
+    # credentials are configured).
+    embedded_emulator: Callable[[EmbeddedSetup], EmbeddedEmulator | None] | None = None
+    instructions: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.build_server is None) == (self.tool_source is None):
+            raise ImproperlyConfigured(
+                f"connector kind {self.slug!r} needs exactly one of build_server or tool_source"
+            )
+
+    @cached_property
+    def server(self) -> MCPServer:
+        if self.build_server is not None:
+            return self.build_server()
+        return server_for_tool_source(self.slug, self.tool_source(), self.instructions)
 
 
 def _load_kinds() -> dict[str, ConnectorKind]:

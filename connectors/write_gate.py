@@ -27,9 +27,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from connectors.base import SCOPE_KEY, ToolContext
-
-WRITES_SETTING = "writes_allowed"
+from connectors.base import SCOPE_KEY, WRITES_SETTING, ToolContext
 
 
 def writes_allowed(context: ToolContext | None) -> bool:

@@ -17,7 +17,7 @@ from tests.support.emulator import (
 )
 from tests.support.live import LiveServer, free_port, serve_in_thread
 
-TEST_KINDS = ["tests.support.kinds.echo_kind"]
+TEST_KINDS = ["tests.support.kinds.echo_kind", "tests.support.kinds.catalog_kind"]
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import httpx
 from .errors import ApiError, InvalidQuery, ProviderUnavailable, api_error_from_response
 from .query import MAX_RESULTS_LIMIT, Query, QueryError, canonical_entity_name, parse_query
 from .throttle import RealmThrottle
-from .transport import RetryPolicy, make_async_client, unavailable
+from .transport import USER_AGENT, RetryPolicy, make_async_client, unavailable
 
 MINOR_VERSION = 75
 DEFAULT_RETRY = RetryPolicy()
@@ -79,6 +79,8 @@ class QuickBooksApi:
         self._access_token = access_token
         self._owns_http = http is None
         self._http = http or make_async_client(timeout=timeout)
+        # A shared client (the platform's pool) gets our timeouts on each request instead.
+        self._timeout = timeout if timeout is not None and http is not None else None
         self._throttle = throttle
         self._retry = retry
         self._minor_version = minor_version
@@ -113,7 +115,12 @@ class QuickBooksApi:
     ) -> dict[str, Any]:
         """Send with retries (every request this class makes is safe to repeat), map faults."""
         params = {**(params or {}), "minorversion": self._minor_version}
-        headers = {"Authorization": f"Bearer {self._access_token}", "Accept": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {self._access_token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        timeout = self._timeout or httpx.USE_CLIENT_DEFAULT
         attempt = 0
         while True:
             attempt += 1
@@ -121,7 +128,7 @@ class QuickBooksApi:
                 await self._throttle.acquire(self.realm_id)
             try:
                 response = await self._http.request(
-                    method, url, params=params, json=json, headers=headers
+                    method, url, params=params, json=json, headers=headers, timeout=timeout
                 )
             except httpx.HTTPError as error:
                 failure: Exception = unavailable(error, "QuickBooks API")

@@ -40,6 +40,7 @@ from .oauth import (
     TokenSet,
     authorization_url,
     clear_endpoint_cache,
+    discovery_location,
     load_endpoints,
 )
 from .throttle import RealmThrottle
@@ -72,6 +73,7 @@ __all__ = [
     "ValidationError",
     "authorization_url",
     "clear_endpoint_cache",
+    "discovery_location",
     "load_endpoints",
     "make_async_client",
     "make_client",

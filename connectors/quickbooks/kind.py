@@ -1,7 +1,18 @@
-"""The ``quickbooks`` connector kind: its tools and its upstream OAuth needs."""
+"""The ``quickbooks`` connector kind: what it declares to the platform (connectors.base).
 
-from connectors.base import ConnectorKind, UpstreamOAuth
-from connectors.quickbooks.provider import PROVIDER, build_provider
+Imported when settings load (for its env settings), so the heavy modules load lazily.
+"""
+
+from connectors.base import (
+    WRITES_SETTING,
+    BooleanSetting,
+    ConnectorKind,
+    SettingsSchema,
+    UpstreamOAuth,
+)
+from connectors.quickbooks.env import ENV
+
+PROVIDER = "quickbooks"
 
 
 def _build_server():
@@ -10,11 +21,33 @@ def _build_server():
     return build_server()
 
 
+def _build_provider():
+    from connectors.quickbooks.provider import build_provider
+
+    return build_provider()
+
+
+def _start_emulator(setup):
+    from connectors.quickbooks.embedded import start_emulator
+
+    return start_emulator(setup)
+
+
 quickbooks = ConnectorKind(
     slug="quickbooks",
     title="QuickBooks",
     description="QuickBooks Online: company data, queries, reports and (optionally) writes.",
     build_server=_build_server,
-    upstream=UpstreamOAuth(provider=PROVIDER, build_provider=build_provider),
-    default_settings={"writes_allowed": False},
+    upstream=UpstreamOAuth(provider=PROVIDER, build_provider=_build_provider),
+    settings_schema=SettingsSchema(
+        fields=(
+            BooleanSetting(
+                WRITES_SETTING,
+                label="Writes allowed",
+                help="Let tools create and change QuickBooks records (off: read-only).",
+            ),
+        )
+    ),
+    env=ENV,
+    embedded_emulator=_start_emulator,
 )

@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import httpx
-from django.conf import settings
 
 from connectors.base import UpstreamReauthRequired, UpstreamTokens, UpstreamUnavailable
 from connectors.quickbooks import client as qbo
-
-PROVIDER = "quickbooks"
+from connectors.quickbooks import env
+from connectors.quickbooks.kind import PROVIDER
 
 # Enough for a thread pool of a few dozen workers; waiting longer than the pool timeout (5 s)
 # for a free connection is reported as unavailable, like any connect failure. Connections idle
@@ -52,8 +51,13 @@ def close_shared_http() -> None:
 
 
 def environment() -> str:
-    """ "production", "sandbox" or the emulator's base URL (settings.QUICKBOOKS_ENVIRONMENT)."""
-    return settings.QUICKBOOKS_ENVIRONMENT
+    """ "production", "sandbox" or the emulator's base URL (QUICKBOOKS_ENVIRONMENT)."""
+    return env.ENVIRONMENT.value()
+
+
+def api_base() -> str:
+    """The Accounting API's base URL; known without asking Intuit (no HTTP, safe in async)."""
+    return qbo.discovery_location(environment())[1]
 
 
 def endpoints() -> qbo.IntuitEndpoints:
@@ -151,5 +155,5 @@ class QuickBooksProvider:
 
 def build_provider() -> QuickBooksProvider:
     return QuickBooksProvider(
-        client_id=settings.QUICKBOOKS_CLIENT_ID, client_secret=settings.QUICKBOOKS_CLIENT_SECRET
+        client_id=env.CLIENT_ID.value(), client_secret=env.CLIENT_SECRET.value()
     )

@@ -13,17 +13,16 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
-from django.conf import settings
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from connectors.base import ToolContext, UpstreamUnavailable, tool_context
+from connectors.base import ToolContext, UpstreamNotConnected, UpstreamUnavailable, tool_context
 from connectors.quickbooks import client as qbo
-from connectors.quickbooks.provider import endpoints
+from connectors.quickbooks import env
+from connectors.quickbooks.provider import api_base
 from connectors.write_gate import WriteGatedServer
-from upstream.access import UpstreamNotConnected, upstream_grant_for, upstream_mark_reauth
 
 T = TypeVar("T")
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=True)
@@ -44,26 +43,28 @@ THROTTLE = qbo.RealmThrottle()
 async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitable[T]]) -> T:
     """Run ``call`` against this call's company; refresh once on a 401, then give up clearly."""
     context: ToolContext = tool_context(ctx)
+    upstream = context.upstream
     try:
         for attempt in range(2):
-            grant = await upstream_grant_for(context, force_refresh=attempt > 0)
-            async with qbo.QuickBooksApi(
-                api_base=endpoints().api_base,
-                realm_id=grant.external_account_id,
-                access_token=grant.access_token,
+            access = await upstream.access(force_refresh=attempt > 0)
+            api = qbo.QuickBooksApi(
+                api_base=api_base(),
+                realm_id=access.account_id,
+                access_token=access.access_token,
+                http=context.http,
                 throttle=THROTTLE,
-                timeout=httpx.Timeout(settings.QUICKBOOKS_TIMEOUT_SECONDS, connect=5.0),
-            ) as api:
-                try:
-                    return await call(api)
-                except qbo.Unauthorized:
-                    if attempt == 0:
-                        continue  # the token may have been revoked early: refresh once
-                    await upstream_mark_reauth(context, "Intuit refused a freshly refreshed token")
-                    raise ToolError(
-                        "QuickBooks no longer accepts this connection. Reconnect at "
-                        f"{settings.PUBLIC_URL}/dashboard/connectors/{context.connector_id}/connect"
-                    ) from None
+                timeout=httpx.Timeout(env.TIMEOUT_SECONDS.value(), connect=5.0),
+            )
+            try:
+                return await call(api)
+            except qbo.Unauthorized:
+                if attempt == 0:
+                    continue  # the token may have been revoked early: refresh once
+                await upstream.mark_reauth("Intuit refused a freshly refreshed token")
+                raise ToolError(
+                    f"QuickBooks no longer accepts this connection. Reconnect at "
+                    f"{upstream.reconnect_url}"
+                ) from None
     except UpstreamNotConnected as exc:
         raise ToolError(str(exc)) from None
     except UpstreamUnavailable as exc:

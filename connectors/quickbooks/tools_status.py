@@ -9,21 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from asgiref.sync import sync_to_async
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from connectors.base import ToolContext, tool_context
+from connectors.base import ToolContext, UpstreamStatus, tool_context
 from connectors.quickbooks.tools import READ_ONLY, with_company
 from connectors.write_gate import writes_allowed
-from tenants.models import Connector
-from upstream.models import UpstreamConnection
-from upstream.services import connector_connect_url, upstream_connection_for
 
-Status = UpstreamConnection.Status
-UNUSABLE = (Status.NEEDS_REAUTH.value, Status.REVOKED.value)
+UNUSABLE = ("needs_reauth", "revoked")
 
 
 class ConnectionHealth(BaseModel):
@@ -49,29 +44,16 @@ class ConnectionStatus(BaseModel):
     advice: str
 
 
-def _health(context: ToolContext) -> tuple[ConnectionHealth, str | None, str | None]:
-    """The stored state of this call's connection: (health, realm id, stored company name)."""
-    connector = Connector.objects.get(pk=context.connector_id)
-    connection = upstream_connection_for(connector=connector, user_id=context.user_id)
-    if connection is None:
-        return ConnectionHealth(status="not_connected"), None, None
-    health = ConnectionHealth(
-        status=str(connection.status),
-        access_token_expires_at=connection.access_expires_at,
-        refresh_token_expires_at=connection.refresh_expires_at,
-        last_refresh_at=connection.last_refresh_at,
-        last_used_at=connection.last_used_at,
-        last_error=connection.last_error or None,
-        failure_count=connection.failure_count,
+def _health(status: UpstreamStatus) -> ConnectionHealth:
+    return ConnectionHealth(
+        status=status.status,
+        access_token_expires_at=status.access_expires_at,
+        refresh_token_expires_at=status.refresh_expires_at,
+        last_refresh_at=status.last_refresh_at,
+        last_used_at=status.last_used_at,
+        last_error=status.last_error or None,
+        failure_count=status.failure_count,
     )
-    return (
-        health,
-        connection.external_account_id or None,
-        connection.external_account_name or None,
-    )
-
-
-health_of = sync_to_async(_health, thread_sensitive=False)
 
 
 def _advice(health: ConnectionHealth, connected: bool, context: ToolContext, url: str) -> str:
@@ -92,9 +74,10 @@ def register(server: MCPServer) -> None:
         status, access-token expiry, last refresh, last error, and the link to reconnect.
         Call it when another tool reports a connection problem; it answers even then."""
         context = tool_context(ctx)
-        health, realm_id, company_name = await health_of(context)
+        stored = await context.upstream.status()
+        company_name = stored.account_name or None
         connected, api_error = False, None
-        if health.status not in ("not_connected", *UNUSABLE):
+        if stored.usable:
             try:
                 info = await with_company(ctx, lambda api: api.company_info())
             except ToolError as exc:
@@ -102,8 +85,10 @@ def register(server: MCPServer) -> None:
             else:
                 connected, company_name = True, info.get("CompanyName") or company_name
             # The call may have refreshed the token, or found the grant gone.
-            health, realm_id, _ = await health_of(context)
-        url = connector_connect_url(context.connector_id)
+            stored = await context.upstream.status()
+        health = _health(stored)
+        realm_id = stored.account_id or None
+        url = context.upstream.reconnect_url
         return ConnectionStatus(
             connected=connected,
             company_name=company_name,

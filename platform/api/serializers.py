@@ -1,7 +1,9 @@
 """Small input and output serializers, one pair per operation where they differ."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from connectors.base import get_kind
 from events.models import Event
 from tenants.models import Connector, Membership, slug_validator
 from upstream.models import UpstreamConnection
@@ -72,8 +74,18 @@ class ConnectorOut(serializers.Serializer):
     url = serializers.CharField()
     enabled = serializers.BooleanField()
     mode = serializers.CharField()
-    settings = serializers.DictField()
+    settings = serializers.SerializerMethodField(
+        help_text="The kind's settings; a secret shows only whether it is set."
+    )
     created = serializers.DateTimeField()
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_settings(self, connector: Connector) -> dict:
+        try:
+            schema = get_kind(connector.kind).settings_schema
+        except KeyError:  # a kind no longer installed: show nothing rather than secrets
+            return {}
+        return schema.public(connector.settings)
 
 
 class ConnectorDetailOut(ConnectorOut):

@@ -250,9 +250,8 @@ class TenantConnectorsView(_Base):
             slug=data.get("slug", ""),
             mode=data["mode"],
             name=data.get("name", ""),
+            settings=data.get("settings") or {},
         )
-        if data.get("settings"):
-            dashboard_services.connector_update(connector=connector, settings=data["settings"])
         return Response(_connector_out(connector), status=status.HTTP_201_CREATED)
 
 

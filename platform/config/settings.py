@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env, envbool, envint, kept_secret, private_dir, private_file
+from connectors.base import kinds_env_settings
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "oauth2_provider",
+    "config",
     "tenants",
     "events",
     "authserver",
@@ -354,21 +356,11 @@ CELERY_BEAT_SCHEDULE = {
     "housekeeping": {"task": "authserver.tasks.housekeeping", "schedule": 3600.0},
 }
 
-# --- QuickBooks ----------------------------------------------------------------------------------
-QUICKBOOKS_CLIENT_ID = env("QUICKBOOKS_CLIENT_ID", "") or ""
-QUICKBOOKS_CLIENT_SECRET = env("QUICKBOOKS_CLIENT_SECRET", "") or ""
-# "production", "sandbox", or the base URL of the local emulator (embedded default and tests).
-QUICKBOOKS_ENVIRONMENT = env("QUICKBOOKS_ENVIRONMENT", "production") or "production"
-# How long a tool waits for one Accounting API answer (Intuit itself gives up after 120 s).
-QUICKBOOKS_TIMEOUT_SECONDS = float(env("QUICKBOOKS_TIMEOUT_SECONDS", "30") or 30)
-if not EMBEDDED and QUICKBOOKS_ENVIRONMENT not in ("production", "sandbox"):
-    raise ImproperlyConfigured(
-        "QUICKBOOKS_ENVIRONMENT must be production or sandbox in production; the emulator is "
-        "for the embedded default and tests only"
-    )
-
 # --- Connector kinds: import paths of connectors.base.ConnectorKind objects -------------------
+# Installing a kind is one line here (or in EXTRA_CONNECTOR_KINDS). Each kind declares the
+# environment settings it reads; they are read and checked now, like the platform's own.
 BUILTIN_CONNECTOR_KINDS = ["connectors.quickbooks.kind.quickbooks"]
 CONNECTOR_KINDS = BUILTIN_CONNECTOR_KINDS + [
     k.strip() for k in (env("EXTRA_CONNECTOR_KINDS", "") or "").split(",") if k.strip()
 ]
+globals().update(kinds_env_settings(CONNECTOR_KINDS, read=env, embedded=EMBEDDED))

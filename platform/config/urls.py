@@ -12,7 +12,11 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("upstream/<slug:provider>/callback", login_required(upstream_callback)),
+    path(
+        "upstream/<slug:provider>/callback",
+        login_required(upstream_callback),
+        name="upstream-callback",
+    ),
     path(
         "accounts/set-password/<uidb64>/<token>/",
         auth_views.PasswordResetConfirmView.as_view(

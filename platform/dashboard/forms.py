@@ -2,7 +2,7 @@
 
 from django import forms
 
-from connectors.base import all_kinds
+from connectors.base import BooleanSetting, ChoiceSetting, Setting, all_kinds, get_kind
 from events.models import Event
 from tenants.models import Connector, Membership, slug_validator
 
@@ -37,27 +37,44 @@ class ConnectorCreateForm(forms.Form):
 
 
 class ConnectorUpdateForm(forms.Form):
-    """Name, mode and the kind's settings (booleans are checkboxes, the rest text)."""
+    """Name, mode and the kind's settings, one form field per field of its settings schema."""
 
     name = forms.CharField(max_length=200)
     mode = forms.ChoiceField(choices=Connector.Mode.choices)
 
     def __init__(self, *args, connector: Connector, **kwargs):
         super().__init__(*args, **kwargs)
-        from connectors.base import get_kind
-
         self.setting_keys = []
-        for key, default in get_kind(connector.kind).default_settings.items():
-            label = key.replace("_", " ").capitalize()
-            if isinstance(default, bool):
-                field = forms.BooleanField(required=False, label=label)
-            else:
-                field = forms.CharField(required=False, label=label)
-            self.fields[f"setting_{key}"] = field
-            self.setting_keys.append(key)
+        for setting in get_kind(connector.kind).settings_schema.fields:
+            self.fields[f"setting_{setting.name}"] = _form_field(setting)
+            self.setting_keys.append(setting.name)
 
     def settings_value(self) -> dict:
         return {key: self.cleaned_data[f"setting_{key}"] for key in self.setting_keys}
+
+    @staticmethod
+    def initial_settings(connector: Connector) -> dict:
+        shown = get_kind(connector.kind).settings_schema.public(connector.settings)
+        schema = {s.name: s for s in get_kind(connector.kind).settings_schema.fields}
+        return {f"setting_{k}": v for k, v in shown.items() if not schema[k].secret}
+
+
+def _form_field(setting: Setting) -> forms.Field:
+    """The form field of one setting; the schema itself checks the value on save."""
+    common = {"label": setting.title, "help_text": setting.help}
+    if isinstance(setting, BooleanSetting):
+        return forms.BooleanField(required=False, **common)
+    if isinstance(setting, ChoiceSetting):
+        return forms.ChoiceField(choices=setting.choices, required=setting.required, **common)
+    if setting.secret:
+        help_text = (setting.help + " " if setting.help else "") + "Leave empty to keep it."
+        return forms.CharField(
+            required=False,
+            widget=forms.PasswordInput(render_value=False),
+            label=setting.title,
+            help_text=help_text,
+        )
+    return forms.CharField(required=False, **common)
 
 
 class InviteForm(forms.Form):

@@ -14,10 +14,9 @@ from django.utils.http import urlsafe_base64_encode
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
 from authserver.models import Consent
-from connectors.base import get_kind
 from events.services import event_record
 from tenants.models import Connector, Membership, Tenant
-from tenants.services import TenantError
+from tenants.services import TenantError, connector_settings_clean
 
 User = get_user_model()
 
@@ -39,22 +38,6 @@ def tenant_update(
     if fields:
         tenant.save(update_fields=fields)
     return tenant
-
-
-def connector_settings_clean(*, kind: str, settings_in: dict) -> dict:
-    """The kind's settings with ``settings_in`` applied; unknown keys and wrong types refused."""
-    defaults = get_kind(kind).default_settings
-    cleaned = {}
-    for key, value in settings_in.items():
-        if key not in defaults:
-            raise TenantError(f"unknown setting {key!r} for a {kind} connector")
-        expected = type(defaults[key])
-        if expected is bool and not isinstance(value, bool):
-            raise TenantError(f"setting {key!r} must be true or false")
-        if expected is not bool and not isinstance(value, expected):
-            raise TenantError(f"setting {key!r} must be a {expected.__name__}")
-        cleaned[key] = value
-    return cleaned
 
 
 def connector_update(
@@ -82,10 +65,9 @@ def connector_update(
         connector.mode = mode
         fields.append("mode")
     if settings is not None:
-        connector.settings = {
-            **connector.settings,
-            **connector_settings_clean(kind=connector.kind, settings_in=settings),
-        }
+        connector.settings = connector_settings_clean(
+            kind=connector.kind, settings_in=settings, current=connector.settings
+        )
         fields.append("settings")
     if fields:
         connector.save(update_fields=fields)

@@ -303,7 +303,7 @@ def connector_detail(request, connector_id: int):
         initial={
             "name": connector.display_name,
             "mode": connector.mode,
-            **{f"setting_{k}": v for k, v in connector.settings.items()},
+            **ConnectorUpdateForm.initial_settings(connector),
         },
     )
     return render(request, "dashboard/connector.html", context)

@@ -15,10 +15,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from config.logging import request_id_from, request_id_var
-from connectors.base import SCOPE_KEY, ToolContext, all_kinds
+from connectors.base import SCOPE_KEY, ToolContext, all_kinds, get_kind, shared_http
 from events.models import Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
+from upstream import crypto
+from upstream.access import ConnectionHandle
 
 log = logging.getLogger(__name__)
 
@@ -165,18 +167,7 @@ class Gateway:
             return
 
         scope = dict(scope)
-        scope[SCOPE_KEY] = ToolContext(
-            tenant_id=check.tenant_id,
-            tenant_slug=tenant,
-            connector_id=check.connector_id,
-            connector_slug=connector,
-            connector_settings=check.connector_settings or {},
-            connector_mode=check.connector_mode,
-            user_id=check.token_user_id,
-            username=check.username or "",
-            client_id=check.token_client_id or "",
-            token_id=check.token_id,
-        )
+        scope[SCOPE_KEY] = _tool_context(check, tenant, connector)
         observed = _Observed(receive, send)
         await manager.handle_request(scope, observed.receive, observed.send)
         await self._account(check, scope, headers, observed, started)
@@ -206,6 +197,35 @@ class Gateway:
                 client_id=check.token_client_id or "",
                 name=name or scope["method"],
             )
+
+
+def _tool_context(check: BearerCheck, tenant: str, connector: str) -> ToolContext:
+    """What the kind's tools see of this request (connectors.base.ToolContext)."""
+    kind = get_kind(check.connector_kind)
+    connector_settings = check.connector_settings or {}
+    if kind.settings_schema.has_secrets:
+        connector_settings = kind.settings_schema.opened(connector_settings, crypto.decrypt)
+    upstream = None
+    if kind.upstream is not None:
+        upstream = ConnectionHandle(
+            connector_id=check.connector_id,
+            connector_mode=check.connector_mode,
+            user_id=check.token_user_id,
+        )
+    return ToolContext(
+        tenant_id=check.tenant_id,
+        tenant_slug=tenant,
+        connector_id=check.connector_id,
+        connector_slug=connector,
+        connector_settings=connector_settings,
+        connector_mode=check.connector_mode,
+        user_id=check.token_user_id,
+        username=check.username or "",
+        client_id=check.token_client_id or "",
+        token_id=check.token_id,
+        upstream=upstream,
+        http=shared_http(),
+    )
 
 
 class _Observed:

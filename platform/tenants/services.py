@@ -4,8 +4,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from connectors.base import get_kind
+from connectors.base import SettingsError, get_kind
 from tenants.models import Connector, Membership, Tenant, slug_validator
+from upstream import crypto
 
 
 class TenantError(ValueError):
@@ -63,6 +64,18 @@ def member_add(
     return membership
 
 
+def connector_settings_clean(*, kind: str, settings_in: dict, current: dict | None = None) -> dict:
+    """The settings to store: ``settings_in`` over ``current``, checked by the kind's schema.
+
+    Unknown keys and wrong values are refused (TenantError naming each); secrets are sealed."""
+    try:
+        return get_kind(kind).settings_schema.clean(
+            settings_in, current=current, seal=crypto.encrypt
+        )
+    except SettingsError as exc:
+        raise TenantError(f"invalid settings for a {kind} connector: {exc}") from None
+
+
 def connector_create(
     *,
     tenant: Tenant,
@@ -81,6 +94,7 @@ def connector_create(
     _check_slug(slug, "connector")
     if mode not in Connector.Mode.values:
         raise TenantError(f"unknown mode {mode!r}: use per_user or shared")
+    cleaned = connector_settings_clean(kind=kind, settings_in=settings or {})
     try:
         with transaction.atomic():
             return Connector.objects.create(
@@ -89,7 +103,7 @@ def connector_create(
                 slug=slug,
                 mode=mode,
                 name=name or connector_kind.title,
-                settings={**connector_kind.default_settings, **(settings or {})},
+                settings=cleaned,
             )
     except IntegrityError:
         raise TenantError(f"connector {slug!r} already exists in tenant {tenant.slug!r}") from None

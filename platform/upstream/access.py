@@ -1,77 +1,109 @@
-"""What tools use: the upstream access token of the connection a tool call runs with."""
+"""The upstream handle a tool call gets (connectors.base.UpstreamHandle), backed by the services.
+
+One tool call reads its connection once (one query); a fresh token is used as stored, a due one
+is refreshed under the lease by the refresh engine, and last_used_at is written at most once a
+minute. Every write goes through upstream.services.
+"""
+
+from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 
-from connectors.base import ToolContext, UpstreamReauthRequired, UpstreamUnavailable
-from tenants.models import Connector
+from connectors.base import (
+    UpstreamAccess,
+    UpstreamNotConnected,
+    UpstreamReauthRequired,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
 from upstream.models import UpstreamConnection
 from upstream.services import (
-    AccessGrant,
     connector_connect_url,
-    reconnect_url,
     upstream_access,
-    upstream_connection_for,
-    upstream_connection_refresh,
+    upstream_connection_mark_reauth,
 )
 
-
-class UpstreamNotConnected(Exception):
-    """No usable upstream connection; the message says how to restore it (for the user)."""
+UNUSABLE = (UpstreamConnection.Status.NEEDS_REAUTH, UpstreamConnection.Status.REVOKED)
 
 
-def _grant(context: ToolContext, *, force_refresh: bool) -> AccessGrant:
-    connector = Connector.objects.get(pk=context.connector_id)
-    connection = upstream_connection_for(connector=connector, user_id=context.user_id)
-    if connection is None:
-        raise UpstreamNotConnected(
-            "This connector has no upstream account connected. "
-            f"Connect it at {connector_connect_url(connector.pk)}"
+class ConnectionHandle:
+    """The connection of one tool call: the member's own (per_user) or the shared one."""
+
+    def __init__(self, *, connector_id: int, connector_mode: str, user_id: int | None):
+        self.connector_id = connector_id
+        self.owner_id = None if connector_mode == "shared" else user_id
+        self.reconnect_url = connector_connect_url(connector_id)
+        self._connection_id: int | None = None
+
+    def _connection(self) -> UpstreamConnection | None:
+        connection = UpstreamConnection.objects.filter(
+            connector_id=self.connector_id, user_id=self.owner_id
+        ).first()
+        if connection is not None:
+            self._connection_id = connection.pk
+        return connection
+
+    def _access(self, force_refresh: bool) -> UpstreamAccess:
+        connection = self._connection()
+        if connection is None:
+            raise UpstreamNotConnected(
+                "This connector has no upstream account connected. "
+                f"Connect it at {self.reconnect_url}"
+            )
+        if connection.status in UNUSABLE:
+            raise UpstreamNotConnected(
+                "The upstream account must be reconnected "
+                f"({connection.last_error or connection.status}). "
+                f"Reconnect at {self.reconnect_url}"
+            )
+        try:
+            grant = upstream_access(connection=connection, force_refresh=force_refresh)
+        except UpstreamReauthRequired as exc:
+            raise UpstreamNotConnected(
+                f"The upstream account must be reconnected ({exc}). Reconnect at "
+                f"{self.reconnect_url}"
+            ) from None
+        except UpstreamUnavailable as exc:
+            raise UpstreamUnavailable(
+                f"The upstream service is unavailable right now: {exc}",
+                retry_after=exc.retry_after,
+            ) from None
+        return UpstreamAccess(
+            access_token=grant.access_token,
+            account_id=grant.external_account_id,
+            account_name=grant.external_account_name,
         )
-    if connection.status in (
-        UpstreamConnection.Status.NEEDS_REAUTH,
-        UpstreamConnection.Status.REVOKED,
-    ):
-        raise UpstreamNotConnected(
-            "The upstream account must be reconnected "
-            f"({connection.last_error or connection.status}). Reconnect at "
-            f"{reconnect_url(connection)}"
+
+    async def access(self, *, force_refresh: bool = False) -> UpstreamAccess:
+        return await sync_to_async(self._access, thread_sensitive=False)(force_refresh)
+
+    def _mark_reauth(self, reason: str) -> None:
+        connection_id = self._connection_id
+        if connection_id is None:
+            connection = self._connection()
+            if connection is None:
+                return
+            connection_id = connection.pk
+        upstream_connection_mark_reauth(connection_id=connection_id, reason=reason)
+
+    async def mark_reauth(self, reason: str) -> None:
+        await sync_to_async(self._mark_reauth, thread_sensitive=False)(reason)
+
+    def _status(self) -> UpstreamStatus:
+        connection = self._connection()
+        if connection is None:
+            return UpstreamStatus(status="not_connected")
+        return UpstreamStatus(
+            status=str(connection.status),
+            account_id=connection.external_account_id,
+            account_name=connection.external_account_name,
+            access_expires_at=connection.access_expires_at,
+            refresh_expires_at=connection.refresh_expires_at,
+            last_refresh_at=connection.last_refresh_at,
+            last_used_at=connection.last_used_at,
+            last_error=connection.last_error,
+            failure_count=connection.failure_count,
         )
-    try:
-        if force_refresh:
-            upstream_connection_refresh(connection_id=connection.pk, force=True)
-        return upstream_access(connection_id=connection.pk)
-    except UpstreamReauthRequired as exc:
-        raise UpstreamNotConnected(
-            f"The upstream account must be reconnected ({exc}). Reconnect at "
-            f"{reconnect_url(connection)}"
-        ) from None
-    except UpstreamUnavailable as exc:
-        raise UpstreamUnavailable(
-            f"The upstream service is unavailable right now: {exc}", retry_after=exc.retry_after
-        ) from None
 
-
-upstream_grant = sync_to_async(_grant, thread_sensitive=False)
-
-
-async def upstream_grant_for(context: ToolContext, *, force_refresh: bool = False) -> AccessGrant:
-    """The access token for this call's connection, refreshed (under the lease) when due."""
-    return await upstream_grant(context, force_refresh=force_refresh)
-
-
-async def upstream_mark_reauth(context: ToolContext, reason: str) -> None:
-    """The provider keeps refusing a fresh token: the grant is gone, tell the user and admins."""
-    await sync_to_async(_mark_reauth, thread_sensitive=False)(context, reason)
-
-
-def _mark_reauth(context: ToolContext, reason: str) -> None:
-    from upstream.services import upstream_connection_notify_reauth
-
-    connector = Connector.objects.get(pk=context.connector_id)
-    connection = upstream_connection_for(connector=connector, user_id=context.user_id)
-    if connection is None:
-        return
-    UpstreamConnection.objects.filter(pk=connection.pk).update(
-        status=UpstreamConnection.Status.NEEDS_REAUTH, last_error=reason[:500]
-    )
-    upstream_connection_notify_reauth(connection_id=connection.pk)
+    async def status(self) -> UpstreamStatus:
+        return await sync_to_async(self._status, thread_sensitive=False)()

@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 
 from connectors.base import (
     UpstreamProvider,
@@ -48,6 +49,7 @@ class AccessGrant:
     connection_id: int
     access_token: str
     external_account_id: str
+    external_account_name: str = ""
 
 
 def provider_for(connection: UpstreamConnection) -> UpstreamProvider:
@@ -108,7 +110,7 @@ def upstream_connection_store(
     return connection
 
 
-def _fresh(connection: UpstreamConnection, now) -> bool:
+def upstream_connection_fresh(connection: UpstreamConnection, now) -> bool:
     """No refresh needed: the access token outlives the margin and the last refresh is recent
     enough to keep the provider's rolling refresh-token window moving."""
     margin = timedelta(seconds=settings.UPSTREAM_REFRESH_MARGIN)
@@ -160,7 +162,7 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
             raise UpstreamReauthRequired(f"connection is {connection.status}")
         first_seen = first_seen or connection.access_expires_at
         if not connection.lease_owner and (
-            (not force and _fresh(connection, now))
+            (not force and upstream_connection_fresh(connection, now))
             # Someone else refreshed while we waited: their tokens are the ones to use.
             or connection.access_expires_at != first_seen
         ):
@@ -228,15 +230,51 @@ def _record_refresh(connection, outcome, started, error: str, reauth: bool = Fal
     )
 
 
-def upstream_access(*, connection_id: int) -> AccessGrant:
-    """A usable access token for the connection, refreshing inline when it is about to expire."""
-    connection = upstream_connection_refresh(connection_id=connection_id)
-    UpstreamConnection.objects.filter(pk=connection_id).update(last_used_at=clock.now())
+# last_used_at only steers the sweep (used this week or not): a minute's resolution is plenty,
+# and it keeps a write off nearly every tool call (as API keys do).
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def upstream_connection_touch(connection: UpstreamConnection) -> None:
+    """Record that the connection was used, at most once a minute (a conditional UPDATE)."""
+    now = clock.now()
+    if connection.last_used_at is not None and now - connection.last_used_at < LAST_USED_RESOLUTION:
+        return
+    UpstreamConnection.objects.filter(pk=connection.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+
+
+def upstream_access(*, connection: UpstreamConnection, force_refresh: bool = False) -> AccessGrant:
+    """A usable access token for ``connection`` (a row just read), refreshing under the lease
+    when it is about to expire or when forced; no query at all when it is fresh."""
+    if (
+        force_refresh
+        or connection.lease_owner
+        or not upstream_connection_fresh(connection, clock.now())
+    ):
+        connection = upstream_connection_refresh(connection_id=connection.pk, force=force_refresh)
+    upstream_connection_touch(connection)
     return AccessGrant(
         connection_id=connection.pk,
         access_token=crypto.decrypt(connection.access_token_encrypted),
         external_account_id=connection.external_account_id,
+        external_account_name=connection.external_account_name,
     )
+
+
+def upstream_connection_mark_reauth(*, connection_id: int, reason: str) -> bool:
+    """The provider refuses a freshly refreshed token: mark the grant lost, tell the admins.
+
+    Leaves a revoked connection revoked; returns whether the connection was marked."""
+    marked = (
+        UpstreamConnection.objects.filter(pk=connection_id)
+        .exclude(status=Status.REVOKED)
+        .update(status=Status.NEEDS_REAUTH, last_error=reason[:500])
+    )
+    if marked:
+        upstream_connection_notify_reauth(connection_id=connection_id)
+    return marked == 1
 
 
 def upstream_connection_for(*, connector, user_id: int | None) -> UpstreamConnection | None:
@@ -292,7 +330,8 @@ def reconnect_url(connection: UpstreamConnection) -> str:
 
 
 def connector_connect_url(connector_id: int) -> str:
-    return f"{settings.PUBLIC_URL}/dashboard/connectors/{connector_id}/connect"
+    """Where a person connects (or reconnects) the upstream account of a connector."""
+    return settings.PUBLIC_URL + reverse("connector-connect", args=[connector_id])
 
 
 def upstream_connection_notify_reauth(*, connection_id: int) -> bool:

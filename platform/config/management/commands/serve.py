@@ -1,30 +1,29 @@
 """``manage.py serve``: the whole platform in one command.
 
-Migrates, creates a demo tenant on first run, starts the QuickBooks emulator when no Intuit
-credentials are configured (embedded default only), a Celery worker and beat, and serves web and
-MCP with uvicorn. Ctrl-C (SIGINT) or SIGTERM stops the children, then the web server.
+Migrates, creates a demo tenant on first run, starts each installed kind's embedded emulator
+(embedded default only; a kind skips it when real credentials are configured), a Celery worker
+and beat, and serves web and MCP with uvicorn. Ctrl-C (SIGINT) or SIGTERM stops the children,
+then the web server.
 """
 
 import os
 import signal
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
-import httpx
 import uvicorn
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from config.env import kept_secret
-
-EMULATOR_CLIENT_ID = "embedded-demo-client"
+from connectors.base import EmbeddedSetup, all_kinds
 
 
 class Command(BaseCommand):
-    help = "Run the platform: web + MCP, a Celery worker and beat (and the Intuit emulator)."
+    help = "Run the platform: web + MCP, a Celery worker and beat (and the kinds' emulators)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -40,14 +39,11 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         child_env = {"PYTHONPATH": os.pathsep.join(sys.path)}
         try:
-            if not settings.QUICKBOOKS_CLIENT_ID:
-                emulator, env = self._start_emulator(port)
-                children.append(emulator)
-                child_env.update(env)
+            banners = self._start_emulators(port, children, child_env) if settings.EMBEDDED else []
             if not no_worker:
                 children += self._start_celery(child_env)
             demo = None if no_demo else self._demo()
-            self._banner(host, port, demo)
+            self._banner(host, port, demo, banners)
             uvicorn.run(
                 "config.asgi:application",
                 host=host,
@@ -67,55 +63,45 @@ class Command(BaseCommand):
                     child.kill()
             self.stdout.write("Stopped.")
 
-    def _start_emulator(self, port: int) -> tuple[subprocess.Popen, dict[str, str]]:
-        """The local Intuit, for the embedded default only; never in production."""
-        if not settings.EMBEDDED:
-            raise CommandError(
-                "QUICKBOOKS_CLIENT_ID is not set; in production configure a real Intuit app "
-                "(the emulator only runs in the embedded default)"
+    def _start_emulators(
+        self, port: int, children: list[subprocess.Popen], child_env: dict[str, str]
+    ) -> list[str]:
+        """Each kind's embedded emulator (the ports after the web port), and point this
+        process and its workers at them; returns the banner lines."""
+        banners = []
+        for offset, kind in enumerate(all_kinds().values(), start=1):
+            if kind.embedded_emulator is None:
+                continue
+            setup = EmbeddedSetup(
+                public_url=settings.PUBLIC_URL,
+                port=port + offset,
+                callback_url=(
+                    settings.PUBLIC_URL
+                    + reverse("upstream-callback", kwargs={"provider": kind.upstream.provider})
+                    if kind.upstream
+                    else ""
+                ),
+                var_dir=settings.VAR_DIR,
+                kept_secret=lambda name: kept_secret(settings.VAR_DIR / name),
+                popen_options={
+                    "env": {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                    **_child_options(),
+                },
             )
-        emulator_port = port + 1
-        base = f"http://127.0.0.1:{emulator_port}"
-        secret = kept_secret(settings.VAR_DIR / "emulator_client_secret")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "connectors.quickbooks.emulator",
-                "--port",
-                str(emulator_port),
-                "--client-id",
-                EMULATOR_CLIENT_ID,
-                "--client-secret",
-                secret,
-                "--redirect-uri",
-                f"{settings.PUBLIC_URL}/upstream/quickbooks/callback",
-            ],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            **_child_options(),
-        )
-        deadline = time.monotonic() + 30
-        while True:
             try:
-                httpx.get(f"{base}/.well-known/openid_configuration", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise CommandError(f"the QuickBooks emulator did not start on {base}") from None
-                time.sleep(0.1)
-        env = {
-            "QUICKBOOKS_ENVIRONMENT": base,
-            "QUICKBOOKS_CLIENT_ID": EMULATOR_CLIENT_ID,
-            "QUICKBOOKS_CLIENT_SECRET": secret,
-        }
-        # This process serves the web app: point it at the emulator too.
-        settings.QUICKBOOKS_ENVIRONMENT = base
-        settings.QUICKBOOKS_CLIENT_ID = EMULATOR_CLIENT_ID
-        settings.QUICKBOOKS_CLIENT_SECRET = secret
-        os.environ.update(env)
-        return process, env
+                started = kind.embedded_emulator(setup)
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
+            if started is None:
+                continue
+            children.append(started.process)
+            child_env.update(started.environment)
+            # This process serves the web app: point it at the emulator too.
+            os.environ.update(started.environment)
+            for name, value in started.environment.items():
+                setattr(settings, name, value)
+            banners.append(started.banner)
+        return banners
 
     def _start_celery(self, env: dict[str, str]) -> list[subprocess.Popen]:
         celery = [sys.executable, "-m", "celery", "-A", "config"]
@@ -154,14 +140,13 @@ class Command(BaseCommand):
         connector = Connector.objects.filter(tenant=tenant, kind="quickbooks").first()
         return {"username": "demo", "password": password, "connector": connector}
 
-    def _banner(self, host: str, port: int, demo: dict | None) -> None:
+    def _banner(self, host: str, port: int, demo: dict | None, banners: list[str]) -> None:
         base = settings.PUBLIC_URL
         lines = [
             f"Platform on {base} (listening on {host}:{port})",
             f"  dashboard:  {base}/dashboard/    admin: {base}/admin/",
         ]
-        if settings.QUICKBOOKS_ENVIRONMENT.startswith("http"):
-            lines.append(f"  QuickBooks: emulator at {settings.QUICKBOOKS_ENVIRONMENT}")
+        lines += [f"  {line}" for line in banners]
         if demo:
             lines += [
                 f"  sign in:    {demo['username']} / {demo['password']}",

@@ -1,0 +1,65 @@
+"""The embedded default's Intuit: serve starts the emulator when no Intuit app is configured."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+
+from connectors.base import EmbeddedEmulator, EmbeddedSetup
+from connectors.quickbooks import env
+
+EMULATOR_CLIENT_ID = "embedded-demo-client"
+
+
+class EmulatorDidNotStart(RuntimeError):
+    pass
+
+
+def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
+    """Start the local Intuit on ``setup.port``, unless real Intuit credentials are configured."""
+    if env.CLIENT_ID.value():
+        return None
+    base = f"http://127.0.0.1:{setup.port}"
+    secret = setup.kept_secret("emulator_client_secret")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "connectors.quickbooks.emulator",
+            "--port",
+            str(setup.port),
+            "--client-id",
+            EMULATOR_CLIENT_ID,
+            "--client-secret",
+            secret,
+            "--redirect-uri",
+            setup.callback_url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **setup.popen_options,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base}/.well-known/openid_configuration", timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise EmulatorDidNotStart(
+                    f"the QuickBooks emulator did not start on {base}"
+                ) from None
+            time.sleep(0.1)
+    return EmbeddedEmulator(
+        process=process,
+        environment={
+            env.ENVIRONMENT.name: base,
+            env.CLIENT_ID.name: EMULATOR_CLIENT_ID,
+            env.CLIENT_SECRET.name: secret,
+        },
+        banner=f"QuickBooks: emulator at {base}",
+    )

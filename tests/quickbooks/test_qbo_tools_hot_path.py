@@ -1,0 +1,51 @@
+"""A routine QuickBooks tools/call: two reads (the bearer check and the connection), no write."""
+
+import time
+
+import pytest
+
+from events.models import Event
+from tests.quickbooks.conftest import call
+from tests.support.sql import all_sql, writes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _wait_for_first_call_trace() -> None:
+    """The first call of a token is traced just after its response went out: wait for it."""
+    deadline = time.monotonic() + 10
+    while not Event.objects.filter(kind="mcp.first_call").exists():
+        assert time.monotonic() < deadline, "the first call was not traced"
+        time.sleep(0.05)
+
+
+def test_a_routine_tools_call_runs_two_statements_and_writes_nothing(qbo_connector):
+    first = call(qbo_connector, "company_info")
+    assert first["isError"] is False, first
+    _wait_for_first_call_trace()
+
+    with all_sql() as statements:
+        result = call(qbo_connector, "company_info")
+    assert result["isError"] is False, result
+    assert writes(statements) == []
+    assert len(statements) == 2, statements
+
+
+def test_last_used_is_written_at_most_once_a_minute(qbo_connector):
+    from upstream import clock
+    from upstream.models import UpstreamConnection
+
+    connection = qbo_connector["connection"]
+    assert call(qbo_connector, "company_info")["isError"] is False
+    used = UpstreamConnection.objects.get(pk=connection.pk).last_used_at
+    assert used is not None
+    _wait_for_first_call_trace()
+
+    assert call(qbo_connector, "company_info")["isError"] is False
+    assert UpstreamConnection.objects.get(pk=connection.pk).last_used_at == used
+
+    clock.advance(61)
+    with all_sql() as statements:
+        assert call(qbo_connector, "company_info")["isError"] is False
+    assert [s.split()[0] for s in writes(statements)] == ["UPDATE"]
+    assert UpstreamConnection.objects.get(pk=connection.pk).last_used_at > used

@@ -1,0 +1,38 @@
+"""Counting SQL statements in every thread (the live server's worker threads included).
+
+Django's CaptureQueriesContext sees one connection, the test thread's; a tool call runs its
+queries on the server's threads. This wraps the one method every cursor execute goes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from django.db.backends.utils import CursorWrapper
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+@contextlib.contextmanager
+def all_sql() -> Iterator[list[str]]:
+    """The SQL statements run in any thread of this process while the block runs."""
+    statements: list[str] = []
+    lock = threading.Lock()
+    original = CursorWrapper._execute_with_wrappers
+
+    def recording(self, sql, params, many, executor):
+        with lock:
+            statements.append(str(sql))
+        return original(self, sql, params, many, executor)
+
+    CursorWrapper._execute_with_wrappers = recording
+    try:
+        yield statements
+    finally:
+        CursorWrapper._execute_with_wrappers = original
+
+
+def writes(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().startswith(WRITES)]
