@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -157,6 +159,10 @@ def variables_read_by_the_code() -> dict[str, list[str]]:
             text = path.read_text()
             for name in _SETTING_READ.findall(text) + _ENVIRON_READ.findall(text):
                 found.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    # The installed kinds declare theirs (connectors.base.EnvSetting); settings.py reads them.
+    for dotted in settings.BUILTIN_CONNECTOR_KINDS:
+        for env_setting in import_string(dotted).env:
+            found.setdefault(env_setting.name, []).append(dotted)
     return found
 
 
