@@ -164,8 +164,17 @@ else:
 
 # --- Auth, sessions, security headers --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed sign-ins counted in the cache per account and per client address (tenants/signin.py);
+# over either limit, sign-in is refused until the window ends.
+AUTHENTICATION_BACKENDS = ["tenants.signin.ThrottledModelBackend"]
+SIGNIN_ACCOUNT_LIMIT = envint("SIGNIN_ACCOUNT_LIMIT", 10)
+SIGNIN_ADDRESS_LIMIT = envint("SIGNIN_ADDRESS_LIMIT", 30)
+SIGNIN_FAILURE_WINDOW = envint("SIGNIN_FAILURE_WINDOW", 900)  # seconds
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_SECURE = _public.scheme == "https"
