@@ -90,6 +90,11 @@ class CallCounter:
         with self._lock:
             self._counts[(tenant_id, connector_id, client_id)][name] += 1
 
+    def pending(self) -> int:
+        """Calls counted and not yet written."""
+        with self._lock:
+            return sum(sum(by_name.values()) for by_name in self._counts.values())
+
     def drain(self) -> dict[tuple[int, int, str], dict[str, int]]:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(lambda: defaultdict(int))

@@ -47,6 +47,11 @@ def test_routine_calls_are_counted_not_written_one_by_one(live_url, acme):
     rows = Event.objects.count()
     for _ in range(5):
         assert mcp_post(url, token, echo).status_code == 200
+    # A call is counted just after its response went out: wait for the fifth count.
+    deadline = time.monotonic() + 10
+    while call_counter.pending() < 5:
+        assert time.monotonic() < deadline, "the calls were not counted"
+        time.sleep(0.01)
     assert Event.objects.count() == rows  # nothing written per routine call
     assert call_counter.flush() == 1
     aggregate = Event.objects.get(kind="mcp.calls")

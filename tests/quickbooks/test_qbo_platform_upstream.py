@@ -67,6 +67,56 @@ def test_many_parallel_calls_with_an_expired_token_cause_exactly_one_refresh(qbo
     assert ctx["emulator"].counters["token.refresh"] == before + 1
 
 
+def test_a_second_refresh_waits_for_the_lease_holder_instead_of_refreshing_again(
+    qbo_connector, monkeypatch
+):
+    """Deterministic form of the race above: the first refresh is held inside the provider call
+    (lease taken) until the second has tried to claim the lease; without the lease the second
+    would refresh too, every run."""
+    ctx = qbo_connector
+    advance(ctx, HOUR + 60)
+    connection_id = ctx["connection"].pk
+    real_provider_for, real_claim = services.provider_for, services._claim_lease
+    inside, release, second_tried = threading.Event(), threading.Event(), threading.Event()
+    entered: list[str] = []
+
+    class HeldProvider:
+        def __init__(self, provider):
+            self.provider = provider
+
+        def refresh(self, refresh_token):
+            entered.append(threading.current_thread().name)
+            inside.set()
+            release.wait(30)
+            return self.provider.refresh(refresh_token)
+
+    def claim(connection_id, owner, now, *, seen_expiry):
+        claimed = real_claim(connection_id, owner, now, seen_expiry=seen_expiry)
+        if threading.current_thread().name == "second":
+            second_tried.set()
+        return claimed
+
+    monkeypatch.setattr(services, "provider_for", lambda c: HeldProvider(real_provider_for(c)))
+    monkeypatch.setattr(services, "_claim_lease", claim)
+    results = {}
+
+    def refresh():
+        connection = services.upstream_connection_refresh(connection_id=connection_id)
+        results[threading.current_thread().name] = crypto.decrypt(connection.access_token_encrypted)
+
+    first = threading.Thread(target=refresh, name="first")
+    first.start()
+    assert inside.wait(30), "the first refresh never reached the provider"
+    second = threading.Thread(target=refresh, name="second")
+    second.start()
+    assert second_tried.wait(30), "the second refresh never tried to claim the lease"
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert entered == ["first"], "the second caller refreshed while the first held the lease"
+    assert results["first"] == results["second"]
+
+
 def test_crash_between_the_answer_and_our_commit(qbo_connector, monkeypatch, settings):
     """What a crash after Intuit answered but before our commit does, and what it cannot do.
 
