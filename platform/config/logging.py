@@ -40,6 +40,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
+# Paths whose segments are secrets: the set-password link's user id and token.
+_PATH_SECRETS = [(re.compile(r"^(/accounts/set-password/)[^/]+/[^/]+"), r"\1[redacted]/[redacted]")]
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for a log line: no query string (the Intuit callback's code, the
+    client's state), no secret path segments."""
+    path = path.split("?", 1)[0]
+    for pattern, replacement in _PATH_SECRETS:
+        path = pattern.sub(replacement, path)
+    return path
+
+
+class RedactPaths(logging.Filter):
+    """On the log handler: uvicorn's access lines and Django's request warnings carry the path
+    through ``redact_path``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.name in (
+            "uvicorn.access",
+            "django.request",
+            "django.server",
+        ):
+            record.args = tuple(
+                redact_path(arg) if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
 class RequestIdMiddleware:
     """Give every Django request an id (the caller's X-Request-ID, or a new one), log with it,
     and return it in the response."""

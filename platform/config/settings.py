@@ -184,6 +184,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Served over https: browsers must never try plain http again (a year; subdomains are not ours
+# to decide).
+SECURE_HSTS_SECONDS = 365 * 86400 if _public.scheme == "https" else 0
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -296,9 +299,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "filters": {"redact_paths": {"()": "config.logging.RedactPaths"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["redact_paths"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # uvicorn's access lines through the same handler: JSON, no query strings or secrets.
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},

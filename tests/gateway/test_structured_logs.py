@@ -47,3 +47,30 @@ def test_log_lines_are_json_and_hold_no_token(live_url, acme, caplog):
         assert {"time", "level", "logger", "message"} <= set(parsed)
         for secret in secrets:
             assert secret not in line
+
+
+def test_the_access_log_holds_no_query_string_or_path_secret(live_url, acme):
+    """The Intuit callback's code and a set-password link's token, as the access log of a real
+    server writes them through the configured handler."""
+    import io
+
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler))
+    access = logging.getLogger("uvicorn.access")
+    stream, level = io.StringIO(), access.level
+    previous = handler.setStream(stream)
+    access.setLevel(logging.INFO)
+    try:
+        httpx.get(
+            f"{live_url}/upstream/quickbooks/callback?code=INTUITCODE123&state=st4te&realmId=9"
+        )
+        httpx.get(f"{live_url}/accounts/set-password/Mg/cv8xyz-SETPASSWORDTOKEN/", timeout=60)
+        httpx.get(f"{live_url}/no-such-page/?token=QUERYSECRET", timeout=60)
+    finally:
+        handler.setStream(previous)
+        access.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    text = stream.getvalue()
+    assert any("/upstream/quickbooks/callback" in line["message"] for line in lines), text
+    assert any("/accounts/set-password/" in line["message"] for line in lines), text
+    for secret in ("INTUITCODE123", "SETPASSWORDTOKEN", "QUERYSECRET", "realmId"):
+        assert secret not in text
