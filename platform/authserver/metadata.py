@@ -65,7 +65,11 @@ class ConnectorResourceMetadataView(OAuthProtectedResourceMetadataView):
             raise Http404("no such connector")
         response = super().get(request)
         event_record_for_request(
-            request, kind="discovery.resource_metadata", connector=self.connector, status_code=200
+            request,
+            kind="discovery.resource_metadata",
+            connector=self.connector,
+            status_code=200,
+            anonymous=True,
         )
         return response
 

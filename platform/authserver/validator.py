@@ -1,5 +1,6 @@
 """django-oauth-toolkit's validator with the connector rules added."""
 
+import contextvars
 import hashlib
 import json
 from datetime import timedelta
@@ -12,6 +13,12 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from authserver.models import RefreshGraceAnswer, UsedAuthorizationCode
 from upstream.crypto import decrypt, encrypt
+
+# The client_id of the client this /token request authenticated as ("" until it has): the
+# token endpoint's trace names a client only once it proved to be that client.
+authenticated_client: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "authenticated_client", default=""
+)
 
 
 def _checksum(value: str) -> str:
@@ -26,6 +33,18 @@ class ConnectorOAuth2Validator(OAuth2Validator):
     DOT carries a grant's ``resource`` onto its tokens and refuses a token request that asks
     for another.
     """
+
+    def authenticate_client(self, request, *args, **kwargs):
+        authenticated = super().authenticate_client(request, *args, **kwargs)
+        if authenticated:
+            authenticated_client.set(request.client.client_id)
+        return authenticated
+
+    def authenticate_client_id(self, client_id, request, *args, **kwargs):
+        authenticated = super().authenticate_client_id(client_id, request, *args, **kwargs)
+        if authenticated:
+            authenticated_client.set(request.client.client_id)
+        return authenticated
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)

@@ -3,7 +3,6 @@
 import json
 import secrets
 import time
-from base64 import b64decode
 from copy import copy
 from urllib.parse import urlencode, urlsplit
 
@@ -25,6 +24,7 @@ from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
 
 from authserver.models import Consent
 from authserver.upstream_hop import upstream_hop
+from authserver.validator import authenticated_client
 from events.models import Event
 from events.services import event_record_for_request
 from tenants.models import Connector
@@ -351,37 +351,33 @@ def client_redirect_error(pending: dict, error: str, description: str):
     return OAuth2ResponseRedirect(pending["redirect_uri"] + separator + urlencode(query), schemes)
 
 
-def _client_id_of(request) -> str:
-    if request.POST.get("client_id"):
-        return request.POST["client_id"]
-    auth = request.META.get("HTTP_AUTHORIZATION", "")
-    if auth.startswith("Basic "):
-        try:
-            return b64decode(auth[6:]).decode().split(":", 1)[0]
-        except (ValueError, UnicodeDecodeError):
-            return ""
-    return ""
-
-
 @method_decorator([csrf_exempt, no_append_slash], name="dispatch")
 class TracedTokenView(TokenView):
     """DOT's token endpoint, recording each exchange and refresh in the connector trace."""
 
     def post(self, request, *args, **kwargs):
         started = time.monotonic()
-        response = super().post(request, *args, **kwargs)
+        reset = authenticated_client.set("")
+        try:
+            response = super().post(request, *args, **kwargs)
+            client_id = authenticated_client.get()
+        finally:
+            authenticated_client.reset(reset)
         try:
             body = json.loads(response.content)
         except ValueError:
             body = {}
         resource = request.POST.get("resource", "")
         grant_type = request.POST.get("grant_type", "")
+        # Whatever a client that did not authenticate wrote (its client_id, the resource) is
+        # not ours to put in a tenant's trace.
         event_record_for_request(
             request,
             kind="oauth.token" if grant_type != "refresh_token" else "oauth.refresh",
             outcome=Event.Outcome.OK if response.status_code == 200 else Event.Outcome.ERROR,
-            connector=connector_from_url(resource) if resource else None,
-            client_id=_client_id_of(request),
+            connector=connector_from_url(resource) if resource and client_id else None,
+            client_id=client_id,
+            anonymous=response.status_code != 200,
             status_code=response.status_code,
             duration_ms=int((time.monotonic() - started) * 1000),
             detail={

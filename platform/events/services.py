@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 
 from events.models import Event
 
@@ -21,6 +22,24 @@ _SENSITIVE = {"access_token", "refresh_token", "code", "code_verifier", "client_
 
 def _clean(detail: dict) -> dict:
     return {k: ("[redacted]" if k in _SENSITIVE else v) for k, v in detail.items()}
+
+
+# Requests nobody authenticated (discovery, refused MCP calls, /token from an unknown client)
+# are traced at most this many times per connector and address per window; past that they are
+# only counted, so a flood cannot fill a tenant's trace.
+ANONYMOUS_EVENT_LIMIT = 10
+ANONYMOUS_EVENT_WINDOW = 600  # seconds
+
+
+def _anonymous_event_allowed(connector_id: int | None, ip: str | None) -> bool:
+    window = int(time.time() // ANONYMOUS_EVENT_WINDOW)
+    key = f"anon-events:{connector_id or '-'}:{ip or '-'}:{window}"
+    cache.add(key, 0, ANONYMOUS_EVENT_WINDOW)
+    try:
+        return cache.incr(key) <= ANONYMOUS_EVENT_LIMIT
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, ANONYMOUS_EVENT_WINDOW)
+        return True
 
 
 def client_address(request) -> str | None:
@@ -41,11 +60,19 @@ def event_record(
     ip: str | None = None,
     user_agent: str = "",
     detail: dict | None = None,
+    anonymous: bool = False,
 ) -> Event | None:
-    """Write one event. Never raises: losing a trace row must not fail the request it describes."""
+    """Write one event. Never raises: losing a trace row must not fail the request it describes.
+
+    ``anonymous``: nobody authenticated the request, so it is capped per connector and address.
+    """
     try:
         if connector is not None and tenant_id is None:
             tenant_id = connector.tenant_id
+        if anonymous and not _anonymous_event_allowed(
+            connector.pk if connector is not None else connector_id, ip
+        ):
+            return None
         return Event.objects.create(
             kind=kind,
             outcome=outcome,

@@ -150,6 +150,7 @@ class Gateway:
                     "error_description": body["error_description"],
                     "method": scope["method"],
                 },
+                anonymous=check.token_user_id is None,
             )
             return
 
