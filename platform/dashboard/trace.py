@@ -454,9 +454,13 @@ def _failure_hint(step: Step, connector: Connector) -> str:
                 "registered (none, client_secret_post or client_secret_basic)."
             )
         return f"The token request failed ({step.error or event.status_code})."
+    # The error text itself came from the client or the tool: it is shown in the steps as such,
+    # never as our advice.
     if event.kind == "mcp.first_call":
-        return f"The first MCP call failed: {step.error}"
-    return step.error
+        return (
+            "The first MCP call failed; its error is in the steps below, as the tool returned it."
+        )
+    return "This step failed; its error is in the steps below, as it was returned."
 
 
 def _rejected_hint(step: Step) -> str:
@@ -477,7 +481,7 @@ def _rejected_hint(step: Step) -> str:
         return "The user is no longer a member of the tenant."
     if "disabled" in description:
         return "The connector or its tenant is disabled."
-    return f"The last request was rejected: {description}"
+    return "The last request was rejected; the reason is in the steps below."
 
 
 def connect_trace(
