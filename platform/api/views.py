@@ -15,6 +15,7 @@ from api import serializers as s
 from api.models import ApiKey
 from api.pagination import Pagination
 from api.services import api_key_create, api_key_revoke
+from authserver.services import mcp_client_revoke, mcp_token_revoke
 from dashboard import services as dashboard_services
 from dashboard.access import (
     OPERATOR,
@@ -340,7 +341,7 @@ class ClientRevokeView(_Base):
         if application_id not in visible:
             raise Http404("no such client on this connector")
         application = Application.objects.get(pk=application_id)
-        revoked = dashboard_services.mcp_client_revoke(
+        revoked = mcp_client_revoke(
             connector=access.connector, application=application, actor=request.user, user=user
         )
         return Response(s.RevokedOut({"tokens_revoked": revoked}).data)
@@ -358,7 +359,7 @@ class TokenView(_Base):
         }
         if (kind, token_id) not in owned:
             raise Http404("no such token")
-        dashboard_services.mcp_token_revoke(
+        mcp_token_revoke(
             connector=access.connector, token_id=token_id, kind=kind, actor=request.user
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from oauth2_provider.settings import oauth2_settings
 
 
 class Consent(models.Model):
@@ -48,3 +49,46 @@ class RefreshGraceAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"grace answer until {self.expires:%Y-%m-%d %H:%M:%S}"
+
+
+class TokenAudience(models.Model):
+    """The connector an MCP token (or the authorization code it comes from) is for.
+
+    The RFC 8707 ``resource`` on DOT's rows stays the audience on the wire; this row is the
+    same fact as a relation, written when the code or token is issued, so "which connector is
+    this token for" is an indexed join and survives a change of ``PUBLIC_URL``. A side table
+    rather than swapped DOT models: swapping is only safe before DOT's first migration, and
+    deployments with tokens already exist. Exactly one of the three token columns is set.
+    """
+
+    connector = models.ForeignKey("tenants.Connector", on_delete=models.CASCADE, related_name="+")
+    grant = models.OneToOneField(
+        oauth2_settings.GRANT_MODEL, on_delete=models.CASCADE, null=True, related_name="audience"
+    )
+    access_token = models.OneToOneField(
+        oauth2_settings.ACCESS_TOKEN_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="audience",
+    )
+    refresh_token = models.OneToOneField(
+        oauth2_settings.REFRESH_TOKEN_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="audience",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(grant__isnull=False, access_token=None, refresh_token=None)
+                    | models.Q(grant=None, access_token__isnull=False, refresh_token=None)
+                    | models.Q(grant=None, access_token=None, refresh_token__isnull=False)
+                ),
+                name="token_audience_names_one_token",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"token audience: connector {self.connector_id}"

@@ -6,12 +6,13 @@ import json
 from datetime import timedelta
 
 from django.utils import timezone
-from oauth2_provider.models import RefreshToken
+from oauth2_provider.models import Grant, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from authserver.models import RefreshGraceAnswer, UsedAuthorizationCode
+from authserver.models import RefreshGraceAnswer, TokenAudience, UsedAuthorizationCode
+from tenants.selectors import connector_id_from_resource
 from upstream.crypto import decrypt, encrypt
 
 # The client_id of the client this /token request authenticated as ("" until it has): the
@@ -26,12 +27,14 @@ def _checksum(value: str) -> str:
 
 
 class ConnectorOAuth2Validator(OAuth2Validator):
-    """Adds code-replay revocation (RFC 6749 section 4.1.2) and a refresh grace answer that
-    works with hashed token storage to DOT's validator.
+    """Adds code-replay revocation (RFC 6749 section 4.1.2), a refresh grace answer that
+    works with hashed token storage, and audience rows to DOT's validator.
 
     Every token is bound to exactly one connector URL; /authorize puts it on the grant, and
     DOT carries a grant's ``resource`` onto its tokens and refuses a token request that asks
-    for another.
+    for another. The same binding is written as a ``TokenAudience`` row beside each grant and
+    token: the grant's from the connector /authorize chose, a token's from the grant or the
+    refresh token it comes from.
     """
 
     def authenticate_client(self, request, *args, **kwargs):
@@ -45,6 +48,40 @@ class ConnectorOAuth2Validator(OAuth2Validator):
         if authenticated:
             authenticated_client.set(request.client.client_id)
         return authenticated
+
+    def _create_authorization_code(self, request, code, expires=None):
+        grant = super()._create_authorization_code(request, code, expires)
+        connector_id = getattr(request, "connector_id", None) or connector_id_from_resource(
+            grant.resource
+        )
+        if connector_id:
+            TokenAudience.objects.create(connector_id=connector_id, grant=grant)
+        return grant
+
+    def _create_access_token(self, expires, request, token, source_refresh_token=None):
+        access = super()._create_access_token(expires, request, token, source_refresh_token)
+        self._record_audience(request, source_refresh_token, access_token=access)
+        return access
+
+    def _create_refresh_token(self, request, refresh_token_code, access_token, previous):
+        refresh = super()._create_refresh_token(request, refresh_token_code, access_token, previous)
+        self._record_audience(request, previous, refresh_token=refresh)
+        return refresh
+
+    def _record_audience(self, request, previous_refresh_token, **token) -> None:
+        """The new token's connector is its grant's or its previous refresh token's; rows
+        from before audience rows existed fall back to their stored resource."""
+        if previous_refresh_token is not None:
+            source = TokenAudience.objects.filter(refresh_token=previous_refresh_token)
+        elif request.grant_type == "authorization_code":
+            grant = Grant.objects.filter(code=request.code, application=request.client)
+            source = TokenAudience.objects.filter(grant__in=grant)
+        else:
+            source = TokenAudience.objects.none()
+        connector_id = source.values_list("connector_id", flat=True).first()
+        connector_id = connector_id or connector_id_from_resource(getattr(request, "resource", []))
+        if connector_id:
+            TokenAudience.objects.create(connector_id=connector_id, **token)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)

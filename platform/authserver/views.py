@@ -262,6 +262,7 @@ class AuthorizeView(BaseAuthorizationView):
             if pending.get(key) is not None
         }
         credentials["resource"] = [connector.url]
+        credentials["connector_id"] = connector.pk  # the grant's audience row (validator)
         try:
             with transaction.atomic():
                 uri, _headers, _body, _status = self.create_authorization_response(

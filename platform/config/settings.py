@@ -147,7 +147,12 @@ else:
     # One test database per test process, so two test runs on one server never collide.
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# DOT's models, named so migrations of models pointing at them (authserver.TokenAudience) can say
+# so; they are not swapped.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
 
 REDIS_URL = env("REDIS_URL")
 # The cache (rate limits, CIMD backoff) may live in another Redis database than the broker.

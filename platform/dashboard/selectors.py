@@ -1,8 +1,6 @@
 """Reads behind the dashboard and the management API: health at a glance, clients, members.
 
-MCP tokens are DOT rows whose ``resource`` (a JSON list) names one connector URL; JSON
-containment is not portable to SQLite, so tokens are matched to connectors in Python, as
-``authserver.services`` does.
+MCP tokens are matched to connectors by their audience rows (``authserver.TokenAudience``).
 """
 
 from collections import defaultdict
@@ -11,7 +9,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
@@ -97,23 +95,25 @@ class ClientInfo:
     tokens: list[TokenInfo]
 
 
-def _live_token_rows(connector_urls: set[str], *, user_id: int | None = None):
-    """(url, application_id, user_id, token row, kind) of live MCP tokens of these connectors:
-    access tokens not yet expired and refresh tokens neither revoked nor too old to use."""
+def _live_tokens(connector_ids: list[int], *, user_id: int | None = None):
+    """(kind, queryset) of live MCP tokens of these connectors, by their audience rows:
+    access tokens not yet expired and refresh tokens neither revoked nor too old to use.
+    Each row carries ``connector_id``."""
     now = timezone.now()
-    access = AccessToken.objects.filter(expires__gt=now).select_related("user")
+    access = AccessToken.objects.filter(audience__connector_id__in=connector_ids, expires__gt=now)
     refresh = RefreshToken.objects.filter(
+        audience__connector_id__in=connector_ids,
         revoked__isnull=True,
         created__gt=now - timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME),
-    ).select_related("user")
+    )
     if user_id is not None:
         access = access.filter(user_id=user_id)
         refresh = refresh.filter(user_id=user_id)
-    for kind, rows in (("access", access), ("refresh", refresh)):
-        for row in rows.iterator():
-            resource = row.resource or []
-            if len(resource) == 1 and resource[0] in connector_urls:
-                yield resource[0], row.application_id, row.user_id, row, kind
+    connector_id = F("audience__connector_id")
+    return (
+        ("access", access.annotate(connector_id=connector_id)),
+        ("refresh", refresh.annotate(connector_id=connector_id)),
+    )
 
 
 def _calls_and_errors(connector_ids: list[int], since: datetime) -> dict[int, tuple[int, int]]:
@@ -153,12 +153,12 @@ def connector_stats(connectors: list[Connector], *, user=None) -> dict[int, Conn
     for row in connections.values("connector_id").annotate(last=Max("last_refresh_at")):
         stats[row["connector_id"]].last_refresh_at = row["last"]
 
-    by_url = {c.url: c.pk for c in connectors}
     clients: dict[int, set[int]] = defaultdict(set)
-    for url, application_id, _user, _row, _kind in _live_token_rows(
-        set(by_url), user_id=user.pk if user is not None else None
-    ):
-        clients[by_url[url]].add(application_id)
+    for _kind, tokens in _live_tokens(ids, user_id=user.pk if user is not None else None):
+        for connector_id, application_id in tokens.values_list(
+            "connector_id", "application_id"
+        ).distinct():
+            clients[connector_id].add(application_id)
     for connector_id, apps in clients.items():
         stats[connector_id].clients_connected = len(apps)
 
@@ -216,21 +216,19 @@ def tenant_stats(tenants: QuerySet[Tenant]) -> list[TenantStats]:
 def connected_clients(connector: Connector, *, user=None) -> list[ClientInfo]:
     """Clients holding live tokens for the connector (with ``user``: only that user's)."""
     per_app: dict[int, list[TokenInfo]] = defaultdict(list)
-    for _url, application_id, user_id, row, kind in _live_token_rows(
-        {connector.url}, user_id=user.pk if user is not None else None
-    ):
-        expires = row.expires if kind == "access" else None
-        per_app[application_id].append(
-            TokenInfo(
-                id=row.pk,
-                kind=kind,
-                user_id=user_id,
-                username=row.user.username if row.user else "",
-                created=row.created,
-                expires=expires,
-                live=True,
+    for kind, tokens in _live_tokens([connector.pk], user_id=user.pk if user is not None else None):
+        for row in tokens.select_related("user"):
+            per_app[row.application_id].append(
+                TokenInfo(
+                    id=row.pk,
+                    kind=kind,
+                    user_id=row.user_id,
+                    username=row.user.username if row.user else "",
+                    created=row.created,
+                    expires=row.expires if kind == "access" else None,
+                    live=True,
+                )
             )
-        )
     if not per_app:
         return []
     applications = Application.objects.in_bulk(list(per_app))

@@ -11,10 +11,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from oauth2_provider.models import AccessToken, Application, RefreshToken
 
-from authserver.models import Consent
-from events.services import event_record
+from authserver.services import mcp_tokens_revoke
 from tenants.models import Connector, Membership, Tenant
 from tenants.services import TenantError, connector_settings_clean
 
@@ -159,71 +157,8 @@ def member_remove(*, membership: Membership) -> int:
     revoked = 0
     with transaction.atomic():
         for connector in Connector.objects.filter(tenant_id=membership.tenant_id):
-            revoked += mcp_client_tokens_revoke(connector=connector, user_id=membership.user_id)
+            revoked += mcp_tokens_revoke(
+                connector_id=connector.pk, user_id=membership.user_id, forget_consents=True
+            )
         membership.delete()
     return revoked
-
-
-def mcp_client_tokens_revoke(
-    *, connector: Connector, application_id: int | None = None, user_id: int | None = None
-) -> int:
-    """End every MCP token (access and refresh, expired access tokens with a live refresh
-    token included) bound to the connector, of one client and/or one user, and forget the
-    matching consents; returns how many tokens ended."""
-    url = connector.url
-    access = AccessToken.objects.all()
-    refresh = RefreshToken.objects.filter(revoked__isnull=True)
-    consents = Consent.objects.filter(connector=connector)
-    if application_id is not None:
-        access = access.filter(application_id=application_id)
-        refresh = refresh.filter(application_id=application_id)
-        consents = consents.filter(application_id=application_id)
-    if user_id is not None:
-        access = access.filter(user_id=user_id)
-        refresh = refresh.filter(user_id=user_id)
-        consents = consents.filter(user_id=user_id)
-    refresh_ids = [r.pk for r in refresh.only("pk", "resource").iterator() if r.resource == [url]]
-    access_ids = [a.pk for a in access.only("pk", "resource").iterator() if a.resource == [url]]
-    for token in RefreshToken.objects.filter(pk__in=refresh_ids):
-        token.revoke()  # also deletes its access token
-    ended = (
-        AccessToken.objects.filter(pk__in=access_ids).delete()[1].get(AccessToken._meta.label, 0)
-    )
-    consents.delete()
-    return len(refresh_ids) + ended
-
-
-def mcp_client_revoke(*, connector: Connector, application: Application, actor, user=None) -> int:
-    """Disconnect a client from a connector (for one user, or for everyone when ``user`` is
-    None): its tokens end at once, its next MCP call gets 401, and it has to ask for consent
-    again. Recorded in the connector's trace."""
-    revoked = mcp_client_tokens_revoke(
-        connector=connector,
-        application_id=application.pk,
-        user_id=user.pk if user is not None else None,
-    )
-    event_record(
-        kind="oauth.client_revoked",
-        connector=connector,
-        client_id=application.client_id,
-        user_id=actor.pk if actor else None,
-        detail={"tokens_revoked": revoked, "for_user": user.username if user else "everyone"},
-    )
-    return revoked
-
-
-def mcp_token_revoke(*, connector: Connector, token_id: int, kind: str, actor) -> bool:
-    """End one token (an access token, or a refresh token and its access token)."""
-    model = AccessToken if kind == "access" else RefreshToken
-    token = model.objects.select_related("application").filter(pk=token_id).first()
-    if token is None or token.resource != [connector.url]:
-        return False
-    token.revoke()
-    event_record(
-        kind="oauth.client_revoked",
-        connector=connector,
-        client_id=token.application.client_id if token.application else "",
-        user_id=actor.pk if actor else None,
-        detail={"tokens_revoked": 1, "token_ref": f"{kind} {token_id}"},
-    )
-    return True

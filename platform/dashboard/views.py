@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from oauth2_provider.models import Application
 
+from authserver.services import mcp_client_revoke
 from authserver.upstream_hop import upstream_hop_start
 from connectors.base import get_kind
 from dashboard import services as dashboard_services
@@ -380,7 +381,7 @@ def client_revoke(request, connector_id: int, application_id: int):
     visible = {c.application_id for c in connected_clients(access.connector, user=user)}
     if application.pk not in visible:
         raise Http404("no such client on this connector")
-    revoked = dashboard_services.mcp_client_revoke(
+    revoked = mcp_client_revoke(
         connector=access.connector, application=application, actor=request.user, user=user
     )
     messages.success(

@@ -298,8 +298,9 @@ def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str)
         return unauthorized("invalid_token", "The access token is unknown or was revoked")
     if check.token_expires is None or check.token_expires <= timezone.now():
         return unauthorized("invalid_token", "The access token has expired")
-    expected = f"{settings.PUBLIC_URL}/t/{tenant}/{connector}/mcp"
-    if check.token_resource != [expected]:
+    # The audience as a relation: a token works at the connector it was issued for, under
+    # whatever PUBLIC_URL, and nowhere else (a token with no audience row works nowhere).
+    if check.token_connector_id != check.connector_id:
         return unauthorized("invalid_token", "The access token was issued for another connector")
     if not check.user_active:
         return unauthorized("invalid_token", "The user of this token is deactivated")

@@ -1,7 +1,6 @@
 """The bearer check of an MCP request: one database round trip for token, connector and member."""
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +25,7 @@ class BearerCheck:
     tenant_enabled: bool
     token_id: int | None
     token_expires: datetime | None
-    token_resource: list | None
+    token_connector_id: int | None  # the connector the token was issued for
     token_scope: str | None
     token_user_id: int | None
     token_client_id: str | None
@@ -52,7 +51,7 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
         .annotate(
             token_id=Subquery(tokens.values("pk")[:1]),
             token_expires=Subquery(tokens.values("expires")[:1]),
-            token_resource=Subquery(tokens.values("resource")[:1]),
+            token_connector_id=Subquery(tokens.values("audience__connector_id")[:1]),
             token_scope=Subquery(tokens.values("scope")[:1]),
             token_user_id=token_user,
             token_client_id=Subquery(tokens.values("application__client_id")[:1]),
@@ -74,7 +73,7 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
             "tenant__enabled",
             "token_id",
             "token_expires",
-            "token_resource",
+            "token_connector_id",
             "token_scope",
             "token_user_id",
             "token_client_id",
@@ -86,9 +85,6 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
     )
     if row is None:
         return None
-    resource = row["token_resource"]
-    if isinstance(resource, str):  # JSON from a subquery arrives undecoded on some backends
-        resource = json.loads(resource)
     return BearerCheck(
         connector_id=row["pk"],
         connector_kind=row["kind"],
@@ -99,7 +95,7 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
         tenant_enabled=row["tenant__enabled"],
         token_id=row["token_id"],
         token_expires=row["token_expires"],
-        token_resource=resource,
+        token_connector_id=row["token_connector_id"],
         token_scope=row["token_scope"],
         token_user_id=row["token_user_id"],
         token_client_id=row["token_client_id"],

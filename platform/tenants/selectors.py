@@ -7,6 +7,7 @@ from django.conf import settings
 from tenants.models import Connector, Membership
 
 _CONNECTOR_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
+_ANY_ORIGIN = re.compile(r"^https?://[^/?#]+")
 
 
 def connector_from_url(url: str) -> Connector | None:
@@ -19,6 +20,23 @@ def connector_from_url(url: str) -> Connector | None:
     return (
         Connector.objects.select_related("tenant")
         .filter(tenant__slug=match["tenant"], slug=match["connector"])
+        .first()
+    )
+
+
+def connector_id_from_resource(resource) -> int | None:
+    """The connector a stored token ``resource`` (a one-URL list) names, under any origin:
+    a fallback for tokens issued before audience rows existed, which may predate a change of
+    PUBLIC_URL. Only for values the platform wrote itself, never for client input."""
+    if not isinstance(resource, list) or len(resource) != 1 or not isinstance(resource[0], str):
+        return None
+    origin = _ANY_ORIGIN.match(resource[0])
+    match = origin and _CONNECTOR_PATH.match(resource[0][origin.end() :])
+    if not match:
+        return None
+    return (
+        Connector.objects.filter(tenant__slug=match["tenant"], slug=match["connector"])
+        .values_list("pk", flat=True)
         .first()
     )
 

@@ -433,7 +433,7 @@ def upstream_connections_end_for_member(*, user_id: int, tenant_id: int | None =
             to_revoke.append((connection.connector.kind, token))
         except crypto.UndecryptableToken:
             pass
-        mcp_tokens_revoke(connector_url=connection.connector.url, user_id=user_id)
+        mcp_tokens_revoke(connector_id=connection.connector_id, user_id=user_id)
         event_record(
             kind="upstream.disconnected",
             connector=connection.connector,

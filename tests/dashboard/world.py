@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
+from authserver.models import TokenAudience
 from events.services import event_record
 from tenants.models import Membership
 from tenants.services import connector_create, member_add, tenant_create
@@ -62,13 +63,15 @@ def _client(name: str, user, connector) -> tuple[Application, AccessToken]:
         scope="mcp",
         resource=[connector.url],
     )
-    RefreshToken.objects.create(
+    refresh = RefreshToken.objects.create(
         user=user,
         application=app,
         token=f"refresh-{name}",
         access_token=access,
         resource=[connector.url],
     )
+    TokenAudience.objects.create(connector=connector, access_token=access)
+    TokenAudience.objects.create(connector=connector, refresh_token=refresh)
     for kind in ("oauth.authorize", "oauth.token"):
         event_record(kind=kind, connector=connector, client_id=app.client_id, user_id=user.pk)
     return app, access

@@ -22,7 +22,7 @@ def test_authorizing_a_request_is_one_query(live_url, acme):
         check = bearer_check("acme", "echo", token)
     assert len(queries.captured_queries) == 1
     assert check.member_role == "member" and check.username == "bob"
-    assert check.token_resource == [acme["connector"].url]
+    assert check.token_connector_id == acme["connector"].pk
     with CaptureQueriesContext(connection) as queries:
         assert bearer_check("acme", "echo", "not-a-token").token_id is None
     assert len(queries.captured_queries) == 1
