@@ -1,4 +1,4 @@
-"""The management API, /api/v1/. Same access rules as the dashboard (``dashboard.access``):
+"""The management API, /api/v1/. Same access rules as the dashboard (``tenants.access``):
 an outsider gets 404 for another tenant's objects, a member 403 for admin-only changes."""
 
 from django.core.exceptions import PermissionDenied
@@ -15,25 +15,29 @@ from api import serializers as s
 from api.models import ApiKey
 from api.pagination import Pagination
 from api.services import api_key_create, api_key_revoke
+from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke, mcp_token_revoke
-from dashboard import services as dashboard_services
-from dashboard.access import (
+from events.selectors import events_of
+from events.trace import connect_trace
+from tenants.access import (
     OPERATOR,
     connector_access,
     connectors_visible_to,
     tenant_access,
     tenants_visible_to,
 )
-from dashboard.selectors import (
-    connected_clients,
-    connector_stats,
-    events_of,
-    members_of,
-    upstream_connections_of,
-)
-from dashboard.trace import connect_trace
 from tenants.models import Connector, Membership
-from tenants.services import connector_create, tenant_create
+from tenants.selectors import members_of
+from tenants.services import (
+    connector_create,
+    connector_update,
+    member_invite,
+    member_remove,
+    member_role_change,
+    tenant_create,
+    tenant_update,
+)
+from upstream.health import connector_stats, upstream_connections_of
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_disconnect
 
@@ -157,9 +161,7 @@ class TenantView(_Base):
         data = _valid(s.TenantUpdateIn, request.data)
         if "enabled" in data and access.role != OPERATOR:
             raise PermissionDenied("only operators turn tenants on and off")
-        dashboard_services.tenant_update(
-            tenant=access.tenant, name=data.get("name"), enabled=data.get("enabled")
-        )
+        tenant_update(tenant=access.tenant, name=data.get("name"), enabled=data.get("enabled"))
         return Response(_tenant_out(access.tenant, access.role))
 
 
@@ -177,7 +179,7 @@ class MembersView(_Base):
     def post(self, request, slug: str):
         access = tenant_access(request.user, slug, admin=True)
         data = _valid(s.MemberInviteIn, request.data)
-        membership, _link = dashboard_services.member_invite(
+        membership, _link = member_invite(
             tenant=access.tenant, email=data["email"], role=data["role"], invited_by=request.user
         )
         return Response(s.MemberOut(membership).data, status=status.HTTP_201_CREATED)
@@ -194,7 +196,7 @@ class MemberView(_Base):
     def patch(self, request, slug: str, member_id: int):
         membership = self._membership(request, slug, member_id)
         data = _valid(s.MemberUpdateIn, request.data)
-        dashboard_services.member_role_change(membership=membership, role=data["role"])
+        member_role_change(membership=membership, role=data["role"])
         return Response(s.MemberOut(membership).data)
 
     @extend_schema(
@@ -203,7 +205,7 @@ class MemberView(_Base):
     )
     def delete(self, request, slug: str, member_id: int):
         membership = self._membership(request, slug, member_id)
-        dashboard_services.member_remove(membership=membership)
+        member_remove(membership=membership)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -272,7 +274,7 @@ class ConnectorView(_Base):
     def patch(self, request, connector_id: int):
         access = connector_access(request.user, connector_id, admin=True)
         data = _valid(s.ConnectorUpdateIn, request.data)
-        dashboard_services.connector_update(
+        connector_update(
             connector=access.connector,
             name=data.get("name"),
             enabled=data.get("enabled"),

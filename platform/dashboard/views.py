@@ -1,4 +1,4 @@
-"""Server-rendered dashboard pages. Each view loads what it shows through ``dashboard.access``
+"""Server-rendered dashboard pages. Each view loads what it shows through ``tenants.access``
 (404 for outsiders, 403 for members asking for admin actions) and writes through services."""
 
 from django.contrib import messages
@@ -12,17 +12,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from oauth2_provider.models import Application
 
+from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke
 from authserver.upstream_hop import upstream_hop_start
 from connectors.base import get_kind
-from dashboard import services as dashboard_services
-from dashboard.access import (
-    OPERATOR,
-    connector_access,
-    connector_for,
-    tenant_access,
-    tenants_visible_to,
-)
 from dashboard.forms import (
     ConnectorCreateForm,
     ConnectorUpdateForm,
@@ -32,18 +25,25 @@ from dashboard.forms import (
     TenantUpdateForm,
     TraceFilterForm,
 )
-from dashboard.selectors import (
-    connected_clients,
+from events.selectors import event_kinds
+from events.trace import connect_trace
+from tenants import services as tenant_services
+from tenants.access import (
+    OPERATOR,
+    connector_access,
+    connector_for,
+    tenant_access,
+    tenants_visible_to,
+)
+from tenants.models import Connector, Membership
+from tenants.selectors import members_of
+from tenants.services import TenantError, connector_create, tenant_create
+from upstream.health import (
     connector_stats,
-    event_kinds,
-    members_of,
     tenant_stats,
     upstream_connections_of,
     upstream_status_counts,
 )
-from dashboard.trace import connect_trace
-from tenants.models import Connector, Membership
-from tenants.services import TenantError, connector_create, tenant_create
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_disconnect, upstream_connection_for
 
@@ -130,9 +130,7 @@ def tenant_update(request, slug: str):
     if "enabled" in request.POST:
         if access.role != OPERATOR:
             raise PermissionDenied("only operators turn tenants on and off")
-        dashboard_services.tenant_update(
-            tenant=access.tenant, enabled=_bool(request.POST["enabled"])
-        )
+        tenant_services.tenant_update(tenant=access.tenant, enabled=_bool(request.POST["enabled"]))
         state = "enabled" if access.tenant.enabled else "disabled"
         messages.success(request, f"Tenant {access.tenant.name} {state}.")
         return redirect("dashboard-tenant", slug=slug)
@@ -140,7 +138,7 @@ def tenant_update(request, slug: str):
     if not form.is_valid():
         messages.error(request, "A tenant needs a name.")
         return redirect("dashboard-tenant", slug=slug)
-    dashboard_services.tenant_update(tenant=access.tenant, name=form.cleaned_data["name"])
+    tenant_services.tenant_update(tenant=access.tenant, name=form.cleaned_data["name"])
     messages.success(request, "Tenant renamed.")
     return redirect("dashboard-tenant", slug=slug)
 
@@ -199,7 +197,7 @@ def member_invite(request, slug: str):
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
-            membership, link = dashboard_services.member_invite(
+            membership, link = tenant_services.member_invite(
                 tenant=access.tenant,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
@@ -242,7 +240,7 @@ def member_role(request, slug: str, membership_id: int):
         messages.error(request, "Choose admin or member.")
     else:
         try:
-            dashboard_services.member_role_change(
+            tenant_services.member_role_change(
                 membership=membership, role=form.cleaned_data["role"]
             )
             messages.success(request, f"{membership.user.username} is now {membership.role}.")
@@ -257,13 +255,13 @@ def member_remove(request, slug: str, membership_id: int):
     access = tenant_access(request.user, slug, admin=True)
     membership = _membership(access, membership_id)
     try:
-        revoked = dashboard_services.member_remove(membership=membership)
+        tenant_services.member_remove(membership=membership)
     except TenantError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(
             request,
-            f"{membership.user.username} removed; {revoked} of their MCP tokens ended, and their "
+            f"{membership.user.username} removed; their MCP tokens and consents ended, and their "
             "own upstream connections are revoked.",
         )
     return redirect("dashboard-members", slug=slug)
@@ -347,7 +345,7 @@ def connector_update(request, connector_id: int):
     access = connector_access(request.user, connector_id, admin=True)
     connector = access.connector
     if "enabled" in request.POST:
-        dashboard_services.connector_update(
+        tenant_services.connector_update(
             connector=connector, enabled=_bool(request.POST["enabled"])
         )
         state = "enabled" if connector.enabled else "disabled"
@@ -356,7 +354,7 @@ def connector_update(request, connector_id: int):
     form = ConnectorUpdateForm(request.POST, connector=connector)
     if form.is_valid():
         try:
-            dashboard_services.connector_update(
+            tenant_services.connector_update(
                 connector=connector,
                 name=form.cleaned_data["name"],
                 mode=form.cleaned_data["mode"],

@@ -3,8 +3,9 @@
 import re
 
 from django.conf import settings
+from django.db.models import QuerySet
 
-from tenants.models import Connector, Membership
+from tenants.models import Connector, Membership, Tenant
 
 _CONNECTOR_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
 _ANY_ORIGIN = re.compile(r"^https?://[^/?#]+")
@@ -57,4 +58,11 @@ def connectors_usable_by(user) -> list[Connector]:
             tenant__enabled=True,
         )
         .order_by("tenant__slug", "slug")
+    )
+
+
+def members_of(tenant: Tenant) -> QuerySet[Membership]:
+    """The tenant's memberships with their users, by username."""
+    return (
+        Membership.objects.select_related("user").filter(tenant=tenant).order_by("user__username")
     )

@@ -10,10 +10,11 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 
 from authserver.models import TokenAudience
+from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke
-from dashboard.selectors import connected_clients, connector_stats
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.oauth import Browser
+from upstream.health import connector_stats
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -186,10 +186,27 @@ def test_member_removed_after_connecting_is_refused(live_url, acme):
     client = OAuthClient.register(live_url)
     url = acme["connector"].url
     tokens = client.tokens(bob(), url)
-    acme["tenant"].memberships.filter(user__username="bob").delete()
+    membership = acme["tenant"].memberships.filter(user__username="bob")
+    # The gateway checks membership on every request, whatever removed it (here a delete
+    # that runs no signals, as raw SQL would)...
+    membership._raw_delete(membership.db)
     response = mcp_post(url, tokens["access_token"])
     assert response.status_code == 403
     assert response.json()["error"] == "not_a_member"
+
+
+def test_removing_a_member_ends_their_tokens(live_url, acme):
+    client = OAuthClient.register(live_url)
+    url = acme["connector"].url
+    tokens = client.tokens(bob(), url)
+    # ...and ending a membership the ordinary way (admin, service, a user's deletion) ends the
+    # member's tokens and consents for the tenant's connectors at once.
+    acme["tenant"].memberships.filter(user__username="bob").delete()
+    response = mcp_post(url, tokens["access_token"])
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+    assert client.refresh(tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert not Consent.objects.filter(user__username="bob").exists()
 
 
 def test_disabled_connector_answers_a_clear_json_error(live_url, acme):

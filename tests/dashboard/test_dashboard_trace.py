@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard.trace import connect_trace
 from events.models import Event
 from events.services import event_record
+from events.trace import connect_trace
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,83 @@
+"""Reads on the connector event log: raw events, call counts, and the kinds a filter offers."""
+
+from collections import defaultdict
+from datetime import datetime
+
+from django.db.models import Count, Q, QuerySet
+
+from events.models import Event
+from events.trace import KNOWN_KINDS
+from tenants.models import Connector
+
+CALL_KINDS = ("mcp.first_call", "mcp.call")
+
+
+def calls_and_errors(connector_ids: list[int], since: datetime) -> dict[int, tuple[int, int]]:
+    """(calls, errors) of each connector since ``since``, per-minute aggregates included."""
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    recent = Event.objects.filter(connector_id__in=connector_ids, created__gte=since)
+    for row in (
+        recent.filter(kind__in=CALL_KINDS)
+        .values("connector_id")
+        .annotate(n=Count("id"), errors=Count("id", filter=~Q(outcome=Event.Outcome.OK)))
+    ):
+        counts[row["connector_id"]][0] += row["n"]
+        counts[row["connector_id"]][1] += row["errors"]
+    # Rejected requests (revoked or foreign tokens) are errors the client saw, too.
+    for row in recent.filter(kind="mcp.rejected").values("connector_id").annotate(n=Count("id")):
+        counts[row["connector_id"]][1] += row["n"]
+    # Routine successful calls are aggregated per minute: add their counts.
+    for connector_id, detail in recent.filter(kind="mcp.calls").values_list(
+        "connector_id", "detail"
+    ):
+        try:
+            counts[connector_id][0] += int((detail or {}).get("count", 0))
+        except (TypeError, ValueError):
+            continue
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def own_calls_and_errors(
+    connector_ids: list[int], *, user, since: datetime
+) -> dict[int, tuple[int, int]]:
+    """(calls, errors) of one member: individual events carry a user, the aggregates do not."""
+    own = Event.objects.filter(connector_id__in=connector_ids, user=user, created__gte=since)
+    return {
+        row["connector_id"]: (row["n"], row["errors"])
+        for row in own.filter(kind__in=(*CALL_KINDS, "mcp.rejected"))
+        .values("connector_id")
+        .annotate(n=Count("id"), errors=Count("id", filter=~Q(outcome=Event.Outcome.OK)))
+    }
+
+
+def events_of(
+    connector: Connector,
+    *,
+    user=None,
+    client_id: str = "",
+    kind: str = "",
+    outcome: str = "",
+    since: datetime | None = None,
+) -> QuerySet[Event]:
+    """The connector's raw events, newest first, filtered (with ``user``: only their own)."""
+    events = Event.objects.select_related("user").filter(connector=connector)
+    if user is not None:
+        events = events.filter(user=user)
+    if client_id:
+        events = events.filter(client_id=client_id)
+    if kind:
+        events = events.filter(kind=kind)
+    if outcome:
+        events = events.filter(outcome=outcome)
+    if since is not None:
+        events = events.filter(created__gte=since)
+    return events.order_by("-created", "-id")
+
+
+def event_kinds(connector: Connector) -> list[str]:
+    """The kinds a trace filter offers: every kind the platform records, and any other this
+    connector has seen."""
+    seen = set(
+        Event.objects.filter(connector=connector).values_list("kind", flat=True).distinct()[:200]
+    )
+    return sorted(set(KNOWN_KINDS) | seen)
