@@ -6,20 +6,26 @@ from oauth2_provider.settings import oauth2_settings
 
 
 class Consent(models.Model):
-    """A user approved a client for one connector; reconnecting skips the consent page."""
+    """A user approved a client for one connector, returning to one redirect URI, as the client
+    described itself then; reconnecting skips the consent page only while all of that holds."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     application = models.ForeignKey(
         settings.OAUTH2_PROVIDER_APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+"
     )
     connector = models.ForeignKey("tenants.Connector", on_delete=models.CASCADE, related_name="+")
+    # The redirect URI the code goes to (loopback: without the port, which RFC 8252 lets vary).
+    redirect_uri = models.TextField()
+    # authserver.consent.client_digest of the client when approved: any change asks again.
+    client_digest = models.CharField(max_length=64)
     scope = models.CharField(max_length=200)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "application", "connector"], name="one_consent_per_client_connector"
+                fields=["user", "application", "connector", "redirect_uri"],
+                name="one_consent_per_client_connector_redirect",
             )
         ]
 

@@ -22,7 +22,13 @@ from oauth2_provider.views import IntrospectTokenView, RevokeTokenView, TokenVie
 from oauth2_provider.views.base import BaseAuthorizationView
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
 
-from authserver.models import Consent
+from authserver.consent import (
+    cimd_host,
+    client_digest,
+    consent_record,
+    consent_remembered,
+    redirect_hosts,
+)
 from authserver.upstream_hop import upstream_hop
 from authserver.validator import authenticated_client
 from events.models import Event
@@ -104,6 +110,8 @@ class AuthorizeView(BaseAuthorizationView):
             "code_challenge_method": credentials["code_challenge_method"],
             "scopes": list(scopes),
             "connector_id": connector.pk if connector else None,
+            # What the consent page shows of the client: the approval is for exactly that.
+            "client_digest": client_digest(application),
         }
         self._record(
             request,
@@ -115,11 +123,11 @@ class AuthorizeView(BaseAuthorizationView):
             detail={"resource_sent": bool(resources)},
         )
 
-        if (
-            connector
-            and Consent.objects.filter(
-                user=request.user, application=application, connector=connector
-            ).exists()
+        if connector and consent_remembered(
+            user=request.user,
+            application=application,
+            connector=connector,
+            redirect_uri=credentials["redirect_uri"],
         ):
             return self.complete(request, pending, connector)
 
@@ -138,6 +146,8 @@ class AuthorizeView(BaseAuthorizationView):
                 "client_name": application.name or "An unnamed client",
                 "redirect_host": urlsplit(credentials["redirect_uri"]).netloc
                 or credentials["redirect_uri"],
+                "registered_redirect_hosts": redirect_hosts(application),
+                "cimd_host": cimd_host(application),
                 "connector": connector,
                 "choices": choices,
                 "scopes": scopes,
@@ -187,11 +197,13 @@ class AuthorizeView(BaseAuthorizationView):
         refusal = self._refusal(request, connector)
         if refusal:
             return refusal
-        Consent.objects.update_or_create(
+        consent_record(
             user=request.user,
             application=application,
             connector=connector,
-            defaults={"scope": " ".join(pending["scopes"])},
+            redirect_uri=pending["redirect_uri"],
+            digest=pending.get("client_digest", ""),
+            scope=" ".join(pending["scopes"]),
         )
         self._record(request, "oauth.consent", Event.Outcome.OK, connector, application, status=302)
         return self.complete(request, pending, connector)
