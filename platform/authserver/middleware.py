@@ -6,7 +6,7 @@ CORS handling in the gateway).
 
 from django.http import HttpResponse
 
-CORS_PATHS = ("/.well-known/", "/register", "/token", "/revoke", "/introspect")
+CORS_PATHS = ("/.well-known/", "/register", "/token", "/revoke")
 ALLOW_HEADERS = "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id"
 EXPOSE_HEADERS = "WWW-Authenticate, Mcp-Session-Id"
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db.models import Exists, OuterRef
 from django.http import JsonResponse
 from django.utils import timezone
@@ -23,6 +23,12 @@ from oauth2_provider.cimd import (
 )
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
 from oauth2_provider.views import DynamicClientRegistrationView
+from oauth2_provider.views.dynamic_client_registration import (
+    _build_application_kwargs,
+    _check_permissions,
+    _dot_grant_to_rfc_grant_types,
+    _validation_error_description,
+)
 
 from events.models import Event
 from events.services import client_address, event_record_for_request
@@ -91,9 +97,47 @@ def _error(error: str, description: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": error, "error_description": description}, status=status)
 
 
+def _application_create(data: dict) -> JsonResponse:
+    """The client DOT's RFC 7591 mapping makes of ``data``, stored, and the answer to send.
+
+    Unlike DOT's own view it issues no RFC 7592 registration access token: this server offers
+    no client configuration endpoint, so a registration is never changed after the fact.
+    """
+    app_kwargs, error = _build_application_kwargs(data)
+    if error is not None:
+        return error
+    application = Application(registration_source=Application.RegistrationSource.DCR, **app_kwargs)
+    secret = application.client_secret if application.client_type == "confidential" else None
+    try:
+        application.full_clean()
+    except ValidationError as exc:
+        return _error("invalid_client_metadata", _validation_error_description(exc))
+    application.save()
+    body = {
+        "client_id": application.client_id,
+        "client_id_issued_at": int(time.time()),
+        "redirect_uris": application.redirect_uris.split(),
+        "grant_types": _dot_grant_to_rfc_grant_types(application.authorization_grant_type),
+        # DOT accepts both secret methods from a confidential client: answer with the one asked.
+        "token_endpoint_auth_method": data.get("token_endpoint_auth_method", "client_secret_basic"),
+    }
+    if application.name:
+        body["client_name"] = application.name
+    if secret:
+        body["client_secret"] = secret
+        body["client_secret_expires_at"] = 0
+    for field in ("application_type", "scope", "client_uri", "logo_uri", "software_id"):
+        if field in data:
+            body[field] = data[field]
+    response = JsonResponse(body, status=201)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @method_decorator(no_append_slash, name="dispatch")
 class RegisterView(DynamicClientRegistrationView):
-    """DOT's RFC 7591 endpoint, with our rate limit, size limit and redirect URI policy."""
+    """RFC 7591 registration on DOT's metadata mapping, with our rate limit, size limit and
+    redirect URI policy. There is no RFC 7592 management route: see ``_application_create``."""
 
     http_method_names = ["post", "options"]
 
@@ -118,6 +162,8 @@ class RegisterView(DynamicClientRegistrationView):
         return response
 
     def _register(self, request, *args, **kwargs):
+        if not _check_permissions(request):  # DCR_REGISTRATION_PERMISSION_CLASSES
+            return _error("access_denied", "Registration is not open to this caller", 401), None
         if _rate_limited(client_address(request) or "unknown"):
             response = _error(
                 "too_many_requests", "Too many registrations from this address; retry later", 429
@@ -144,22 +190,7 @@ class RegisterView(DynamicClientRegistrationView):
                 problem = isinstance(uri, str) and redirect_uri_problem(uri)
                 if problem:
                     return _error("invalid_redirect_uri", problem), data
-        response = super().post(request, *args, **kwargs)
-        if response.status_code == 201:
-            # Answer with the auth method the client asked for (DOT accepts both secret
-            # methods for a confidential client, but always says client_secret_basic).
-            body = json.loads(response.content)
-            requested = data.get("token_endpoint_auth_method", "client_secret_basic")
-            body["token_endpoint_auth_method"] = requested
-            body["client_id_issued_at"] = int(time.time())
-            if "client_secret" in body:
-                body["client_secret_expires_at"] = 0
-            for field in ("application_type", "scope", "client_uri", "logo_uri", "software_id"):
-                if field in data:
-                    body[field] = data[field]
-            response = JsonResponse(body, status=201)
-            response["Cache-Control"] = "no-store"
-        return response, data
+        return _application_create(data), data
 
 
 class CIMDFetcher(SafeMetadataFetcher):
@@ -200,6 +231,14 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def public_client_holds_no_secret(sender, instance, **kwargs) -> None:
+    """pre_save of every client (DCR, CIMD, admin): a public client never authenticates, so it
+    is given no secret (DOT's model generates and hashes one by default)."""
+    if instance.client_type == Application.CLIENT_PUBLIC:
+        instance.client_secret = ""
+        instance.hash_client_secret = False
+
+
 def registrations_prune(*, now=None) -> int:
     """Delete dynamic registrations that never obtained a grant or token; returns how many."""
     now = now or timezone.now()
@@ -211,13 +250,7 @@ def registrations_prune(*, now=None) -> int:
         .annotate(
             has_grant=Exists(Grant.objects.filter(application=OuterRef("pk"))),
             has_refresh=Exists(RefreshToken.objects.filter(application=OuterRef("pk"))),
-            has_token=Exists(
-                AccessToken.objects.filter(application=OuterRef("pk")).exclude(
-                    scope=settings.OAUTH2_PROVIDER.get(
-                        "DCR_REGISTRATION_SCOPE", "oauth2_provider:registration"
-                    )
-                )
-            ),
+            has_token=Exists(AccessToken.objects.filter(application=OuterRef("pk"))),
         )
         .filter(has_grant=False, has_refresh=False, has_token=False)
     )

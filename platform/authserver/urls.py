@@ -1,7 +1,11 @@
-"""The authorization server at the origin root, in DOT's URL namespace so its views resolve."""
+"""The authorization server at the origin root, in DOT's URL namespace so its views resolve.
+
+Deliberately absent: RFC 7592 client configuration (``/register/<client_id>``: no MCP client
+uses it, and it is a second way to change a registration) and RFC 7662 introspection (the
+gateway reads tokens from the database; no resource server outside this process exists).
+"""
 
 from django.urls import path, re_path
-from oauth2_provider.views import DynamicClientRegistrationManagementView
 
 from authserver import metadata, views
 from authserver.registration import RegisterView
@@ -12,13 +16,7 @@ urlpatterns = [
     path("authorize", views.AuthorizeView.as_view(), name="authorize"),
     path("token", views.TracedTokenView.as_view(), name="token"),
     path("register", RegisterView.as_view(), name="dcr-register"),
-    path(
-        "register/<str:client_id>",
-        DynamicClientRegistrationManagementView.as_view(),
-        name="dcr-register-management",
-    ),
     path("revoke", views.RevokeView.as_view(), name="revoke-token"),
-    path("introspect", views.IntrospectView.as_view(), name="introspect"),
     path(
         ".well-known/oauth-authorization-server",
         metadata.authorization_server_metadata_view,

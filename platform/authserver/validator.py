@@ -12,6 +12,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 from authserver.models import RefreshGraceAnswer, TokenAudience, UsedAuthorizationCode
+from authserver.registration import SUPPORTED_GRANT_TYPES
 from tenants.selectors import connector_id_from_resource
 from upstream.crypto import decrypt, encrypt
 
@@ -82,6 +83,13 @@ class ConnectorOAuth2Validator(OAuth2Validator):
         connector_id = connector_id or connector_id_from_resource(getattr(request, "resource", []))
         if connector_id:
             TokenAudience.objects.create(connector_id=connector_id, **token)
+
+    def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
+        # Every token acts for a member who consented: client_credentials (no user), password
+        # and device grants are refused for every client, whatever its registration says.
+        if grant_type not in SUPPORTED_GRANT_TYPES:
+            return False
+        return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)

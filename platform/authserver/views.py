@@ -18,7 +18,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import Application
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views import IntrospectTokenView, RevokeTokenView, TokenView
+from oauth2_provider.views import RevokeTokenView, TokenView
 from oauth2_provider.views.base import BaseAuthorizationView
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
 
@@ -405,9 +405,4 @@ class TracedTokenView(TokenView):
 
 @method_decorator([csrf_exempt, no_append_slash], name="dispatch")
 class RevokeView(RevokeTokenView):
-    pass
-
-
-@method_decorator([csrf_exempt, no_append_slash], name="dispatch")
-class IntrospectView(IntrospectTokenView):
     pass

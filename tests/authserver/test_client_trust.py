@@ -4,8 +4,6 @@ Issue 9: remembered consent and the redirect URI, the RFC 7592 management route,
 CIMD redirect policy, client secrets and their cost, lookalike loopback hosts.
 """
 
-from urllib.parse import parse_qs, urlsplit
-
 import httpx
 import pytest
 from oauth2_provider.models import AccessToken, Application, Grant
@@ -78,3 +76,91 @@ def test_consent_is_asked_again_when_the_client_changes(live_url, acme):
     consents = [page for page in browser.pages if 'name="pending"' in page.text]
     assert len(consents) == 2
     assert "Totally Claude" in consents[-1].text
+
+
+# --- 2. A registration cannot be widened after the fact ------------------------------------------
+
+
+def test_rfc7592_put_cannot_widen_a_registration(live_url, acme):
+    # Anonymous: a confidential client with a redirect the policy accepts.
+    registered = _register(live_url, [CLAUDE], token_endpoint_auth_method="client_secret_basic")
+    assert registered.status_code == 201
+    body = registered.json()
+    client_id, secret = body["client_id"], body["client_secret"]
+
+    # Then the RFC 7592 PUT, with the registration access token DOT hands out, switching to a
+    # redirect POST /register refuses and to client_credentials.
+    widened = httpx.put(
+        f"{live_url}/register/{client_id}",
+        headers={"Authorization": f"Bearer {body.get('registration_access_token', 'none')}"},
+        json={
+            "client_name": "Claude",
+            "redirect_uris": ["http://attacker.example/cb"],
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+    )
+    assert widened.status_code == 404, widened.text
+    app = Application.objects.get(client_id=client_id)
+    assert app.redirect_uris == CLAUDE
+    assert app.authorization_grant_type == Application.GRANT_AUTHORIZATION_CODE
+
+    # And a client_credentials token for a tenant's connector.
+    token = httpx.post(
+        f"{live_url}/token",
+        data={"grant_type": "client_credentials", "resource": acme["other_connector"].url},
+        auth=(client_id, secret),
+    )
+    assert token.status_code in (400, 401), token.text
+    assert "access_token" not in token.json()
+    assert not AccessToken.objects.filter(application=app).exists()
+    # No registration access token is handed out, so there is nothing to expire or steal.
+    assert "registration_access_token" not in body and "registration_client_uri" not in body
+
+
+def test_client_credentials_never_yields_a_connector_token(live_url, acme):
+    """Even a client an operator set up for client_credentials gets no token: tokens act for a
+    member who consented, and there is none here."""
+    app = Application.objects.create(
+        name="service",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        client_secret="operator-chosen-secret",
+    )
+
+    token = httpx.post(
+        f"{live_url}/token",
+        data={"grant_type": "client_credentials", "resource": acme["connector"].url},
+        auth=(app.client_id, "operator-chosen-secret"),
+    )
+
+    assert token.status_code in (400, 401), token.text
+    assert token.json()["error"] in ("unauthorized_client", "unsupported_grant_type")
+    assert not AccessToken.objects.exists()
+
+
+# --- 7. Introspection is not offered to anyone --------------------------------------------------
+
+
+def test_a_stranger_client_cannot_introspect_a_leaked_token(live_url, acme):
+    victim = OAuthClient.register(live_url)
+    tokens = victim.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)
+    # The attacker registers a confidential client of its own and asks who the token is for.
+    stranger = _register(live_url, [ATTACKER], token_endpoint_auth_method="client_secret_post")
+    credentials = stranger.json()
+
+    response = httpx.post(
+        f"{live_url}/introspect",
+        data={
+            "token": tokens["access_token"],
+            "client_id": credentials["client_id"],
+            "client_secret": credentials["client_secret"],
+        },
+    )
+
+    assert response.status_code == 404
+    assert "bob" not in response.text and acme["connector"].url not in response.text
+    metadata = httpx.get(f"{live_url}/.well-known/oauth-authorization-server").json()
+    assert "introspection_endpoint" not in metadata
+    # The token itself still works where it belongs.
+    assert mcp_post(acme["connector"].url, tokens["access_token"]).status_code == 200
