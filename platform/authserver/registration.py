@@ -194,32 +194,43 @@ class RegisterView(DynamicClientRegistrationView):
 
 
 class CIMDFetcher(SafeMetadataFetcher):
-    """DOT's SSRF-guarded fetcher; tests may also fetch http documents from loopback.
+    """DOT's SSRF-guarded fetcher, and the registration redirect policy on every document.
 
     With ``CIMD_ALLOW_HTTP_LOOPBACK`` (tests only), a client id such as
     ``https://127.0.0.1:PORT/client.json`` is fetched over plain http from that loopback port.
     """
 
     def fetch(self, client_id):
+        data, max_age = self._fetch(client_id)
+        # DOT checks only the scheme list: a document is a registration and gets the same rules.
+        # A refused document is a failed fetch (DOT keeps the last good one of a known client).
+        redirect_uris = data.get("redirect_uris")
+        for uri in redirect_uris if isinstance(redirect_uris, list) else []:
+            problem = isinstance(uri, str) and redirect_uri_problem(uri)
+            if problem:
+                raise CIMDError(problem)
+        return data, max_age
+
+    def _fetch(self, client_id):
         parts = urlsplit(client_id)
-        if settings.CIMD_ALLOW_HTTP_LOOPBACK and _is_loopback(parts.hostname):
-            _validate_client_id_url(client_id)  # the spec's shape rules hold here too
-            try:
-                response = httpx.get(
-                    client_id.replace("https://", "http://", 1), timeout=5, follow_redirects=False
-                )
-            except httpx.HTTPError as exc:
-                raise CIMDError(f"could not fetch client_id document: {exc}") from exc
-            if response.status_code != 200:
-                raise CIMDError(f"client_id document returned HTTP {response.status_code}")
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise CIMDError("client_id document is not valid JSON") from exc
-            if not isinstance(data, dict):
-                raise CIMDError("client_id document must be a JSON object")
-            return data, _effective_max_age(response.headers.get("Cache-Control"))
-        return super().fetch(client_id)
+        if not (settings.CIMD_ALLOW_HTTP_LOOPBACK and _is_loopback(parts.hostname)):
+            return super().fetch(client_id)
+        _validate_client_id_url(client_id)  # the spec's shape rules hold here too
+        try:
+            response = httpx.get(
+                client_id.replace("https://", "http://", 1), timeout=5, follow_redirects=False
+            )
+        except httpx.HTTPError as exc:
+            raise CIMDError(f"could not fetch client_id document: {exc}") from exc
+        if response.status_code != 200:
+            raise CIMDError(f"client_id document returned HTTP {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise CIMDError("client_id document is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise CIMDError("client_id document must be a JSON object")
+        return data, _effective_max_age(response.headers.get("Cache-Control"))
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 import urllib3
+from django.utils import timezone
 from oauth2_provider import cimd
 from oauth2_provider.models import Application
 from starlette.applications import Starlette
@@ -193,6 +194,65 @@ def test_authorize_with_an_unacceptable_document_errors_without_redirect(
     assert "not valid" in response.text
     assert Application.objects.filter(client_id=client_id).exists() is stored
     assert not Consent.objects.exists()
+
+
+def test_cimd_document_with_a_plain_http_redirect_is_refused(live_url, acme, documents):
+    """The attacker publishes a document whose redirect POST /register would refuse."""
+    client_id = documents.client_id("/evil.json")
+    evil = "http://attacker.example/cb"
+    documents.documents["/evil.json"] = _claude_document(client_id, redirect_uris=[evil])
+    browser = _signed_in(live_url, "bob", "bob-pass-123")
+
+    response = browser.http.get(
+        authorize_url(
+            live_url,
+            client_id=client_id,
+            redirect_uri=evil,
+            pkce=Pkce(),
+            resource=acme["connector"].url,
+        )
+    )
+
+    assert documents.hits == ["/evil.json"]
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "pending" not in response.text
+    assert not Application.objects.filter(client_id=client_id).exists()
+
+
+def test_consent_names_the_cimd_host_and_is_asked_again_when_the_document_changes(
+    live_url, acme, documents
+):
+    client_id = documents.client_id("/claude.json")
+    documents.documents["/claude.json"] = _claude_document(client_id)
+    browser = Browser("bob", "bob-pass-123")
+
+    def connect():
+        return browser.authorize(
+            authorize_url(
+                live_url,
+                client_id=client_id,
+                redirect_uri=CLAUDE_REDIRECT,
+                pkce=Pkce(),
+                resource=acme["connector"].url,
+            )
+        )
+
+    assert "code" in connect()
+    consent = next(page for page in browser.pages if 'name="pending"' in page.text)
+    # Who publishes the document, not only the name it gives itself.
+    assert "Published by</dt><dd>127.0.0.1</dd>" in consent.text
+    assert "code" in connect()  # remembered
+    assert sum('name="pending"' in page.text for page in browser.pages) == 1
+
+    # The document changes; once its cache expires the platform re-reads it.
+    documents.documents["/claude.json"] = _claude_document(client_id, client_name="Claude 2")
+    Application.objects.filter(client_id=client_id).update(cimd_expires_at=timezone.now())
+
+    assert "code" in connect()
+    consents = [page for page in browser.pages if 'name="pending"' in page.text]
+    assert len(consents) == 2
+    assert "Claude 2" in consents[-1].text
 
 
 PRIVATE_CLIENT_IDS = [
