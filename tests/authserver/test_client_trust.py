@@ -164,3 +164,20 @@ def test_a_stranger_client_cannot_introspect_a_leaked_token(live_url, acme):
     assert "introspection_endpoint" not in metadata
     # The token itself still works where it belongs.
     assert mcp_post(acme["connector"].url, tokens["access_token"]).status_code == 200
+
+
+# --- Regression: hosts that only look like loopback ----------------------------------------------
+
+
+def test_registration_with_lookalike_loopback_hosts_is_refused(live_url):
+    for uri in (
+        "http://localhost.evil.example/cb",
+        "http://127.0.0.1.nip.io/cb",
+        "http://localhost@evil.example/cb",
+        "http://127.0.0.1:80@evil.example/cb",
+    ):
+        response = _register(live_url, [uri])
+
+        assert response.status_code == 400, (uri, response.text)
+        assert response.json()["error"] == "invalid_redirect_uri", uri
+    assert not Application.objects.exists()
