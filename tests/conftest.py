@@ -36,7 +36,10 @@ def platform_settings(platform_port):
         OAUTH2_PROVIDER={**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": public_url},
         CIMD_ALLOW_HTTP_LOOPBACK=True,
         # Sign-in speed, not strength, matters in tests.
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        PASSWORD_HASHERS=[
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+            "authserver.hashers.ClientSecretHasher",
+        ],
     )
     override.enable()
     yield public_url

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db.models import Exists, OuterRef
 from django.http import JsonResponse
@@ -30,6 +29,7 @@ from oauth2_provider.views.dynamic_client_registration import (
     _validation_error_description,
 )
 
+from authserver.limits import limit_hit
 from events.models import Event
 from events.services import client_address, event_record_for_request
 
@@ -39,18 +39,6 @@ LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 # implicit and device-code clients, none of which this server lets anyone use.
 SUPPORTED_GRANT_TYPES = {"authorization_code", "refresh_token"}
 SUPPORTED_RESPONSE_TYPES = {"code"}
-
-
-def _rate_limited(address: str) -> bool:
-    """Count this registration against the address's window; True once over the limit."""
-    key = f"dcr-rate:{address}:{int(time.time() // settings.DCR_RATE_WINDOW)}"
-    cache.add(key, 0, settings.DCR_RATE_WINDOW)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, settings.DCR_RATE_WINDOW)
-        count = 1
-    return count > settings.DCR_RATE_LIMIT
 
 
 def redirect_uri_problem(uri: str) -> str | None:
@@ -164,7 +152,10 @@ class RegisterView(DynamicClientRegistrationView):
     def _register(self, request, *args, **kwargs):
         if not _check_permissions(request):  # DCR_REGISTRATION_PERMISSION_CLASSES
             return _error("access_denied", "Registration is not open to this caller", 401), None
-        if _rate_limited(client_address(request) or "unknown"):
+        address = client_address(request) or "unknown"
+        if limit_hit(
+            f"dcr:{address}", limit=settings.DCR_RATE_LIMIT, window=settings.DCR_RATE_WINDOW
+        ):
             response = _error(
                 "too_many_requests", "Too many registrations from this address; retry later", 429
             )

@@ -5,8 +5,9 @@ import hashlib
 import json
 from datetime import timedelta
 
+from django.contrib.auth.hashers import get_hasher, identify_hasher, make_password
 from django.utils import timezone
-from oauth2_provider.models import Grant, RefreshToken
+from oauth2_provider.models import Application, Grant, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
@@ -83,6 +84,22 @@ class ConnectorOAuth2Validator(OAuth2Validator):
         connector_id = connector_id or connector_id_from_resource(getattr(request, "resource", []))
         if connector_id:
             TokenAudience.objects.create(connector_id=connector_id, **token)
+
+    def _check_secret(self, provided_secret, stored_secret):
+        if not super()._check_secret(provided_secret, stored_secret):
+            return False
+        try:
+            stored_with = identify_hasher(stored_secret).algorithm
+        except ValueError:
+            return True  # stored unhashed on purpose (hash_client_secret off)
+        hasher = get_hasher(oauth2_settings.CLIENT_SECRET_HASHER)
+        if stored_with != hasher.algorithm:
+            # Hashed by the slow password hasher before the keyed digest: the secret was just
+            # proven right, so store its digest now and pay PBKDF2 for it this once only.
+            Application.objects.filter(client_secret=stored_secret).update(
+                client_secret=make_password(provided_secret, hasher=hasher)
+            )
+        return True
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
         # Every token acts for a member who consented: client_credentials (no user), password

@@ -3,12 +3,13 @@
 import json
 import secrets
 import time
+from base64 import b64decode
 from copy import copy
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.http import QueryDict
+from django.http import JsonResponse, QueryDict
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
@@ -29,10 +30,11 @@ from authserver.consent import (
     consent_remembered,
     redirect_hosts,
 )
+from authserver.limits import limit_hit, limit_reached
 from authserver.upstream_hop import upstream_hop
 from authserver.validator import authenticated_client
 from events.models import Event
-from events.services import event_record_for_request
+from events.services import client_address, event_record_for_request
 from tenants.models import Connector
 from tenants.selectors import connector_from_url, connectors_usable_by, membership_for
 
@@ -364,6 +366,19 @@ def client_redirect_error(pending: dict, error: str, description: str):
     return OAuth2ResponseRedirect(pending["redirect_uri"] + separator + urlencode(query), schemes)
 
 
+def _claimed_client_id(request) -> str:
+    """The client id a /token request claims (body or Basic header), not yet proven."""
+    if request.POST.get("client_id"):
+        return request.POST["client_id"]
+    auth = request.META.get("HTTP_AUTHORIZATION", "")
+    if auth.startswith("Basic "):
+        try:
+            return b64decode(auth[6:]).decode().split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+    return ""
+
+
 @method_decorator([csrf_exempt, no_append_slash], name="dispatch")
 class TracedTokenView(TokenView):
     """DOT's token endpoint, recording each exchange and refresh in the connector trace."""
@@ -372,7 +387,7 @@ class TracedTokenView(TokenView):
         started = time.monotonic()
         reset = authenticated_client.set("")
         try:
-            response = super().post(request, *args, **kwargs)
+            response = self._authenticated_token_response(request, *args, **kwargs)
             client_id = authenticated_client.get()
         finally:
             authenticated_client.reset(reset)
@@ -400,6 +415,29 @@ class TracedTokenView(TokenView):
                 "error_description": body.get("error_description", ""),
             },
         )
+        return response
+
+    def _authenticated_token_response(self, request, *args, **kwargs):
+        """DOT's answer, unless this client has failed to authenticate from this address too
+        often lately: then a refusal that checks nothing (no lookup, no digest)."""
+        failures = f"client-auth:{_claimed_client_id(request)}:{client_address(request)}"
+        limit = settings.CLIENT_AUTH_FAILURE_LIMIT
+        window = settings.CLIENT_AUTH_FAILURE_WINDOW
+        if limit_reached(failures, limit=limit, window=window):
+            response = JsonResponse(
+                {
+                    "error": "invalid_client",
+                    "error_description": "Too many failed client authentications from this "
+                    "address; retry later",
+                },
+                status=429,
+            )
+            response["Retry-After"] = str(window)
+            response["Cache-Control"] = "no-store"
+            return response
+        response = super().post(request, *args, **kwargs)
+        if response.status_code == 401:  # invalid_client: unknown client or wrong secret
+            limit_hit(failures, limit=limit, window=window)
         return response
 
 

@@ -168,6 +168,16 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth, sessions, security headers --------------------------------------------------------
+# Django's hashers for passwords (PBKDF2 first); client secrets use the keyed digest at the end
+# (OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"]), and older PBKDF2 client secrets still verify.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "authserver.hashers.ClientSecretHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -241,6 +251,10 @@ REFRESH_TOKEN_GRACE_SECONDS = envint("REFRESH_TOKEN_GRACE_SECONDS", 60)
 UNUSED_REGISTRATION_LIFETIME = envint("UNUSED_REGISTRATION_LIFETIME", 86400)
 DCR_RATE_LIMIT = envint("DCR_RATE_LIMIT", 30)  # registrations per address per window
 DCR_RATE_WINDOW = envint("DCR_RATE_WINDOW", 600)  # seconds
+# Failed client authentications at /token per client and address per window; past it, /token
+# refuses that pair without checking anything (cheap), until the window ends.
+CLIENT_AUTH_FAILURE_LIMIT = envint("CLIENT_AUTH_FAILURE_LIMIT", 10)
+CLIENT_AUTH_FAILURE_WINDOW = envint("CLIENT_AUTH_FAILURE_WINDOW", 600)  # seconds
 # Tests serve client ID metadata documents over plain http on loopback; never in production.
 CIMD_ALLOW_HTTP_LOOPBACK = False
 
@@ -265,6 +279,7 @@ OAUTH2_PROVIDER = {
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", "cursor", "vscode", "vscode-insiders"],
     "ALLOW_LOCALHOST_LOOPBACK": True,
     "OAUTH2_VALIDATOR_CLASS": "authserver.validator.ConnectorOAuth2Validator",
+    "CLIENT_SECRET_HASHER": "client_hmac_sha256",  # authserver.hashers.ClientSecretHasher
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
     "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [

@@ -181,3 +181,92 @@ def test_registration_with_lookalike_loopback_hosts_is_refused(live_url):
         assert response.status_code == 400, (uri, response.text)
         assert response.json()["error"] == "invalid_redirect_uri", uri
     assert not Application.objects.exists()
+
+
+# --- 10. Client secrets: a keyed digest, none for public clients, failures throttled -------------
+
+
+def test_secrets_are_stored_as_a_keyed_digest_and_public_clients_get_none(live_url, acme):
+    confidential = _register(live_url, [CLAUDE], token_endpoint_auth_method="client_secret_post")
+    public = _register(live_url, [CLAUDE]).json()
+
+    secret = confidential.json()["client_secret"]
+    stored = Application.objects.get(client_id=confidential.json()["client_id"]).client_secret
+    assert stored.startswith("client_hmac_sha256$") and secret not in stored
+    assert "client_secret" not in public
+    assert Application.objects.get(client_id=public["client_id"]).client_secret == ""
+
+    # Claude registers with client_secret_post: its exchange and its refreshes keep working.
+    claude = OAuthClient(live_url, confidential.json()["client_id"], secret, CLAUDE)
+    tokens = claude.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)
+    refreshed = claude.refresh(tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert mcp_post(acme["connector"].url, refreshed.json()["access_token"]).status_code == 200
+    wrong = OAuthClient(live_url, claude.client_id, secret + "x", CLAUDE)
+    assert wrong.refresh(refreshed.json()["refresh_token"]).json()["error"] == "invalid_client"
+
+
+def test_a_secret_hashed_with_pbkdf2_still_works_and_is_rehashed_once(live_url, acme, settings):
+    from django.contrib.auth.hashers import make_password
+
+    settings.PASSWORD_HASHERS = [
+        *settings.PASSWORD_HASHERS,
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    app = Application.objects.create(
+        name="Claude",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris=CLAUDE,
+        registration_source=Application.RegistrationSource.DCR,
+        client_secret=make_password("old-secret", hasher="pbkdf2_sha256"),
+    )
+    assert app.client_secret.startswith("pbkdf2_sha256$")
+    client = OAuthClient(live_url, app.client_id, "old-secret", CLAUDE)
+
+    tokens = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)
+
+    app.refresh_from_db()
+    assert app.client_secret.startswith("client_hmac_sha256$")
+    assert client.refresh(tokens["refresh_token"]).status_code == 200
+
+
+def test_a_burst_of_wrong_secrets_is_refused_without_checking_them(
+    live_url, acme, settings, monkeypatch
+):
+    from authserver.hashers import ClientSecretHasher
+
+    settings.CLIENT_AUTH_FAILURE_LIMIT = 3
+    settings.CLIENT_AUTH_FAILURE_WINDOW = 86400  # aligned windows: never crossed mid-test
+    checked = []
+    verify = ClientSecretHasher.verify
+    monkeypatch.setattr(
+        ClientSecretHasher,
+        "verify",
+        lambda self, password, encoded: checked.append(password) or verify(self, password, encoded),
+    )
+    victim = _register(live_url, [CLAUDE], token_endpoint_auth_method="client_secret_post").json()
+    bystander = _register(live_url, [CLAUDE], token_endpoint_auth_method="client_secret_post")
+
+    def token_request(client_id, secret):
+        return httpx.post(
+            f"{live_url}/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": "whatever",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
+
+    burst = [token_request(victim["client_id"], f"guess-{n}") for n in range(6)]
+
+    assert [r.status_code for r in burst] == [401, 401, 401, 429, 429, 429]
+    assert burst[3].json()["error"] == "invalid_client"
+    assert int(burst[3].headers["retry-after"]) > 0
+    assert len(checked) == 3  # the refused ones cost no digest (and no lookup)
+    # From this address even the right secret waits out the window...
+    assert token_request(victim["client_id"], victim["client_secret"]).status_code == 429
+    # ...while another client from the same address is judged on its own.
+    other = token_request(bystander.json()["client_id"], bystander.json()["client_secret"])
+    assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
