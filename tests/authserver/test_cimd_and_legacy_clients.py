@@ -159,6 +159,13 @@ BAD_DOCUMENTS = {
         lambda own_id: _claude_document(own_id, token_endpoint_auth_method="client_secret_post"),
         False,
     ),
+    # A redirect POST /register refuses (plain http off loopback) is refused in a document too.
+    "plain-http-redirect": (
+        lambda own_id: _claude_document(
+            own_id, redirect_uris=[CLAUDE_REDIRECT, "http://attacker.example/cb"]
+        ),
+        False,
+    ),
     # A valid document, but the redirect the request uses is not one it lists.
     "redirect-not-listed": (
         lambda own_id: _claude_document(own_id, redirect_uris=["https://elsewhere.example/cb"]),
@@ -194,30 +201,6 @@ def test_authorize_with_an_unacceptable_document_errors_without_redirect(
     assert "not valid" in response.text
     assert Application.objects.filter(client_id=client_id).exists() is stored
     assert not Consent.objects.exists()
-
-
-def test_cimd_document_with_a_plain_http_redirect_is_refused(live_url, acme, documents):
-    """The attacker publishes a document whose redirect POST /register would refuse."""
-    client_id = documents.client_id("/evil.json")
-    evil = "http://attacker.example/cb"
-    documents.documents["/evil.json"] = _claude_document(client_id, redirect_uris=[evil])
-    browser = _signed_in(live_url, "bob", "bob-pass-123")
-
-    response = browser.http.get(
-        authorize_url(
-            live_url,
-            client_id=client_id,
-            redirect_uri=evil,
-            pkce=Pkce(),
-            resource=acme["connector"].url,
-        )
-    )
-
-    assert documents.hits == ["/evil.json"]
-    assert response.status_code == 400
-    assert "location" not in response.headers
-    assert "pending" not in response.text
-    assert not Application.objects.filter(client_id=client_id).exists()
 
 
 def test_consent_names_the_cimd_host_and_is_asked_again_when_the_document_changes(
