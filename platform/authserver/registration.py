@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.http import JsonResponse
 from django.utils import timezone
@@ -21,11 +22,15 @@ from oauth2_provider.cimd import (
     _validate_client_id_url,
 )
 from oauth2_provider.models import AccessToken, Application, Grant, RefreshToken
-from oauth2_provider.views import DynamicClientRegistrationView
+from oauth2_provider.views import (
+    DynamicClientRegistrationManagementView,
+    DynamicClientRegistrationView,
+)
 from oauth2_provider.views.dynamic_client_registration import (
+    _application_to_response,
     _build_application_kwargs,
     _check_permissions,
-    _dot_grant_to_rfc_grant_types,
+    _issue_registration_token,
     _validation_error_description,
 )
 
@@ -85,12 +90,9 @@ def _error(error: str, description: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": error, "error_description": description}, status=status)
 
 
-def _application_create(data: dict) -> JsonResponse:
-    """The client DOT's RFC 7591 mapping makes of ``data``, stored, and the answer to send.
-
-    Unlike DOT's own view it issues no RFC 7592 registration access token: this server offers
-    no client configuration endpoint, so a registration is never changed after the fact.
-    """
+def _application_create(request, data: dict) -> JsonResponse:
+    """The client DOT's RFC 7591 mapping makes of ``data``, stored, and the answer to send (with
+    an RFC 7592 registration access token, which can read or delete it, never change it)."""
     app_kwargs, error = _build_application_kwargs(data)
     if error is not None:
         return error
@@ -100,17 +102,15 @@ def _application_create(data: dict) -> JsonResponse:
         application.full_clean()
     except ValidationError as exc:
         return _error("invalid_client_metadata", _validation_error_description(exc))
-    application.save()
-    body = {
-        "client_id": application.client_id,
-        "client_id_issued_at": int(time.time()),
-        "redirect_uris": application.redirect_uris.split(),
-        "grant_types": _dot_grant_to_rfc_grant_types(application.authorization_grant_type),
-        # DOT accepts both secret methods from a confidential client: answer with the one asked.
-        "token_endpoint_auth_method": data.get("token_endpoint_auth_method", "client_secret_basic"),
-    }
-    if application.name:
-        body["client_name"] = application.name
+    with transaction.atomic():
+        application.save()
+        registration_token = _issue_registration_token(application, None)
+    body = _application_to_response(application, registration_token, request)
+    body["client_id_issued_at"] = int(time.time())
+    # DOT accepts both secret methods from a confidential client: answer with the one asked.
+    body["token_endpoint_auth_method"] = data.get(
+        "token_endpoint_auth_method", "client_secret_basic"
+    )
     if secret:
         body["client_secret"] = secret
         body["client_secret_expires_at"] = 0
@@ -125,7 +125,7 @@ def _application_create(data: dict) -> JsonResponse:
 @method_decorator(no_append_slash, name="dispatch")
 class RegisterView(DynamicClientRegistrationView):
     """RFC 7591 registration on DOT's metadata mapping, with our rate limit, size limit and
-    redirect URI policy. There is no RFC 7592 management route: see ``_application_create``."""
+    redirect URI policy."""
 
     http_method_names = ["post", "options"]
 
@@ -181,7 +181,28 @@ class RegisterView(DynamicClientRegistrationView):
                 problem = isinstance(uri, str) and redirect_uri_problem(uri)
                 if problem:
                     return _error("invalid_redirect_uri", problem), data
-        return _application_create(data), data
+        return _application_create(request, data), data
+
+
+@method_decorator(no_append_slash, name="dispatch")
+class RegistrationManagementView(DynamicClientRegistrationManagementView):
+    """RFC 7592 read and delete (the doctor removes its test registrations this way); no PUT.
+
+    DOT's PUT skips every registration rule (redirect policy, grant types, size, rate limit): a
+    registration keeps what POST /register accepted, and a client that needs other metadata
+    registers again. Registration access tokens expire (DCR_REGISTRATION_TOKEN_EXPIRE_SECONDS).
+    """
+
+    http_method_names = ["get", "delete", "options"]
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        response = _error(
+            "invalid_request",
+            "A registration cannot be changed here; register a new client instead",
+            405,
+        )
+        response["Allow"] = "GET, DELETE, OPTIONS"
+        return response
 
 
 class CIMDFetcher(SafeMetadataFetcher):
@@ -252,7 +273,13 @@ def registrations_prune(*, now=None) -> int:
         .annotate(
             has_grant=Exists(Grant.objects.filter(application=OuterRef("pk"))),
             has_refresh=Exists(RefreshToken.objects.filter(application=OuterRef("pk"))),
-            has_token=Exists(AccessToken.objects.filter(application=OuterRef("pk"))),
+            has_token=Exists(
+                AccessToken.objects.filter(application=OuterRef("pk")).exclude(
+                    scope=settings.OAUTH2_PROVIDER.get(
+                        "DCR_REGISTRATION_SCOPE", "oauth2_provider:registration"
+                    )
+                )
+            ),
         )
         .filter(has_grant=False, has_refresh=False, has_token=False)
     )

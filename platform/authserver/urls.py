@@ -1,14 +1,13 @@
 """The authorization server at the origin root, in DOT's URL namespace so its views resolve.
 
-Deliberately absent: RFC 7592 client configuration (``/register/<client_id>``: no MCP client
-uses it, and it is a second way to change a registration) and RFC 7662 introspection (the
-gateway reads tokens from the database; no resource server outside this process exists).
+Deliberately absent: RFC 7662 introspection (the gateway reads tokens from the database; no
+resource server outside this process exists), and changing a registration (RFC 7592 PUT).
 """
 
 from django.urls import path, re_path
 
 from authserver import metadata, views
-from authserver.registration import RegisterView
+from authserver.registration import RegisterView, RegistrationManagementView
 
 app_name = "oauth2_provider"
 
@@ -16,6 +15,11 @@ urlpatterns = [
     path("authorize", views.AuthorizeView.as_view(), name="authorize"),
     path("token", views.TracedTokenView.as_view(), name="token"),
     path("register", RegisterView.as_view(), name="dcr-register"),
+    path(
+        "register/<str:client_id>",
+        RegistrationManagementView.as_view(),
+        name="dcr-register-management",
+    ),
     path("revoke", views.RevokeView.as_view(), name="revoke-token"),
     path(
         ".well-known/oauth-authorization-server",

@@ -290,6 +290,8 @@ OAUTH2_PROVIDER = {
     # MCP clients register anonymously; RegisterView limits registrations per address.
     "DCR_ENABLED": True,
     "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.AllowAllDCRPermission",),
+    # RFC 7592 read/delete of a registration (no PUT: see authserver.registration) for an hour.
+    "DCR_REGISTRATION_TOKEN_EXPIRE_SECONDS": 3600,
     "CIMD_ENABLED": True,
     "CIMD_METADATA_FETCHER": "authserver.registration.CIMDFetcher",
 }

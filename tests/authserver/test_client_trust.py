@@ -4,8 +4,11 @@ Issue 9: remembered consent and the redirect URI, the RFC 7592 management route,
 CIMD redirect policy, client secrets and their cost, lookalike loopback hosts.
 """
 
+from datetime import timedelta
+
 import httpx
 import pytest
+from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, Grant
 
 from tests.support.flow import OAuthClient, mcp_post, pkce_pair
@@ -15,6 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CLAUDE = "https://claude.ai/api/mcp/auth_callback"
 ATTACKER = "https://attacker.example/cb"
+REGISTRATION = "oauth2_provider:registration"
 CODE_ONLY = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]}
 
 
@@ -87,12 +91,13 @@ def test_rfc7592_put_cannot_widen_a_registration(live_url, acme):
     assert registered.status_code == 201
     body = registered.json()
     client_id, secret = body["client_id"], body["client_secret"]
+    management = {"Authorization": f"Bearer {body['registration_access_token']}"}
 
-    # Then the RFC 7592 PUT, with the registration access token DOT hands out, switching to a
+    # Then the RFC 7592 PUT, with the registration access token it was given, switching to a
     # redirect POST /register refuses and to client_credentials.
     widened = httpx.put(
-        f"{live_url}/register/{client_id}",
-        headers={"Authorization": f"Bearer {body.get('registration_access_token', 'none')}"},
+        body["registration_client_uri"],
+        headers=management,
         json={
             "client_name": "Claude",
             "redirect_uris": ["http://attacker.example/cb"],
@@ -100,7 +105,8 @@ def test_rfc7592_put_cannot_widen_a_registration(live_url, acme):
             "token_endpoint_auth_method": "client_secret_basic",
         },
     )
-    assert widened.status_code == 404, widened.text
+    assert widened.status_code == 405, widened.text
+    assert widened.json()["error"] == "invalid_request"
     app = Application.objects.get(client_id=client_id)
     assert app.redirect_uris == CLAUDE
     assert app.authorization_grant_type == Application.GRANT_AUTHORIZATION_CODE
@@ -113,9 +119,15 @@ def test_rfc7592_put_cannot_widen_a_registration(live_url, acme):
     )
     assert token.status_code in (400, 401), token.text
     assert "access_token" not in token.json()
-    assert not AccessToken.objects.filter(application=app).exists()
-    # No registration access token is handed out, so there is nothing to expire or steal.
-    assert "registration_access_token" not in body and "registration_client_uri" not in body
+    assert not AccessToken.objects.filter(application=app).exclude(scope=REGISTRATION).exists()
+
+    # The registration access token reads the registration for an hour, then expires.
+    assert httpx.get(body["registration_client_uri"], headers=management).status_code == 200
+    registration_token = AccessToken.objects.get(application=app, scope=REGISTRATION)
+    assert registration_token.expires <= timezone.now() + timedelta(hours=1)
+    AccessToken.objects.filter(pk=registration_token.pk).update(expires=timezone.now())
+    assert httpx.get(body["registration_client_uri"], headers=management).status_code == 401
+    assert httpx.delete(body["registration_client_uri"], headers=management).status_code == 401
 
 
 def test_client_credentials_never_yields_a_connector_token(live_url, acme):

@@ -516,8 +516,8 @@ def test_unused_dynamic_registrations_are_pruned_and_used_ones_kept(live_url, ac
         code_challenge="x" * 43,
         code_challenge_method="S256",
     )
-    # No RFC 7592 registration access token is issued: a registration alone holds no token.
-    assert not AccessToken.objects.filter(application=unused).exists()
+    # Every DCR app holds a registration access token (RFC 7592): that alone is not "use".
+    assert AccessToken.objects.filter(application=unused).exists()
 
     deleted = registrations_prune(now=now)
 

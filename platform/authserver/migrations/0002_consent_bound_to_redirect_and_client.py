@@ -1,6 +1,6 @@
 """Consents now name the redirect URI and the client's metadata; older ones named neither, so
-they are dropped (each user is asked once more). Registration access tokens (RFC 7592, whose
-route is gone) and the never-used secrets of public clients are deleted too."""
+they are dropped (each user is asked once more). Registration access tokens that never expired
+(RFC 7592) and the never-used secrets of public clients are deleted too."""
 
 from django.conf import settings
 from django.db import migrations, models
