@@ -21,7 +21,7 @@ def drop_registration_credentials(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("authserver", "0002_refresh_grace_answer"),
+        ("authserver", "0003_token_audience"),
         ("oauth2_provider", "0022_refreshtoken_token_family_index"),
     ]
 
