@@ -198,7 +198,7 @@ def make_connections(emulator: Emulator, count: int) -> tuple[int, list[int]]:
     from tenants.services import connector_create, tenant_create
     from upstream import clock
     from upstream.models import UpstreamConnection
-    from upstream.services import _token_fields
+    from upstream.services import token_fields
 
     UpstreamConnection.objects.all().delete()
     Connector.objects.all().delete()
@@ -225,7 +225,7 @@ def make_connections(emulator: Emulator, count: int) -> tuple[int, list[int]]:
                 provider="quickbooks",
                 external_account_id=issued["realmId"],
                 last_refresh_at=clock.now(),
-                **_token_fields(tokens, clock.now()),
+                **token_fields(tokens, clock.now()),
             )
         )
     UpstreamConnection.objects.bulk_create(rows, batch_size=1000)
@@ -251,7 +251,7 @@ def queries_per_refresh(ids: list[int]) -> float:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from upstream.services import upstream_connection_refresh
+    from upstream.refresh import upstream_connection_refresh
 
     make_due(ids)
     with CaptureQueriesContext(connection) as captured:

@@ -143,7 +143,7 @@ def quickbooks_on_emulator(qbo_emulator, settings) -> RunningEmulator:
 @pytest.fixture
 def world(db, quickbooks_on_emulator, settings):
     """Two tenants with connectors, members, connections, clients and events (dashboard, API)."""
-    from tests.dashboard.world import build_world
+    from tests.support.world import build_world
 
     # The test client builds the middleware per client; scanning every app's static files
     # each time would cost more than the request itself.

@@ -17,11 +17,8 @@ from connectors.base import (
     UpstreamUnavailable,
 )
 from upstream.models import UpstreamConnection
-from upstream.services import (
-    connector_connect_url,
-    upstream_access,
-    upstream_connection_mark_reauth,
-)
+from upstream.refresh import upstream_access
+from upstream.services import connector_connect_url, upstream_connection_mark_reauth
 
 UNUSABLE = (UpstreamConnection.Status.NEEDS_REAUTH, UpstreamConnection.Status.REVOKED)
 

@@ -10,7 +10,7 @@ from django.db import transaction
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.services import event_record
 from upstream.models import UpstreamConnection
-from upstream.services import upstream_connection_refresh, upstream_connections_claim_due
+from upstream.refresh import upstream_connection_refresh, upstream_connections_claim_due
 
 log = logging.getLogger(__name__)
 

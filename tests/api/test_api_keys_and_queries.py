@@ -8,7 +8,7 @@ from api.models import ApiKey
 from api.services import api_key_create
 from events.models import Event
 from events.services import event_record
-from tests.dashboard.world import PASSWORDS
+from tests.support.world import PASSWORDS
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at")

@@ -5,7 +5,7 @@ another tenant's data (nor, for a member, another member's clients)."""
 import pytest
 
 from api.services import api_key_create
-from tests.dashboard.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, rolled_back
+from tests.support.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, rolled_back
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at")

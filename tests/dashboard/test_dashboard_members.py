@@ -8,7 +8,7 @@ from django.core import mail
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from authserver.models import Consent
-from tests.dashboard.world import PASSWORDS
+from tests.support.world import PASSWORDS
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at")

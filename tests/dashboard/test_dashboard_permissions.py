@@ -4,7 +4,7 @@ data (nor, to a member, another member's clients)."""
 
 import pytest
 
-from tests.dashboard.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, PASSWORDS, rolled_back
+from tests.support.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, PASSWORDS, rolled_back
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at")

@@ -1,12 +1,12 @@
 """Logs are JSON lines with a request id, and never carry a token."""
 
+import io
 import json
 import logging
 
 import httpx
 import pytest
 
-from config.logging import JsonFormatter
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.oauth import Browser
 
@@ -25,8 +25,23 @@ def test_every_response_carries_a_request_id(live_url, acme):
     assert forged.headers["x-request-id"] != "bad id; drop table"
 
 
-def test_log_lines_are_json_and_hold_no_token(live_url, acme, caplog):
-    caplog.set_level(logging.DEBUG)
+@pytest.fixture
+def platform_log():
+    """What the configured console handler (settings.LOGGING) writes, as text: the handler
+    itself, with its formatter and level, only its stream redirected."""
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "console")
+    root = logging.getLogger()
+    buffer = io.StringIO()
+    previous_stream, previous_level = handler.setStream(buffer), root.level
+    root.setLevel(logging.DEBUG)  # everything a logger lets through reaches the handler
+    try:
+        yield buffer
+    finally:
+        root.setLevel(previous_level)
+        handler.setStream(previous_stream)
+
+
+def test_log_lines_are_json_and_hold_no_token(live_url, acme, platform_log):
     client = OAuthClient.register(live_url, method="client_secret_post")
     tokens = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)
     fail = {
@@ -38,9 +53,9 @@ def test_log_lines_are_json_and_hold_no_token(live_url, acme, caplog):
     assert mcp_post(acme["connector"].url, tokens["access_token"], fail).status_code == 200
     assert client.refresh(tokens["refresh_token"]).status_code == 200
 
-    formatter = JsonFormatter()
-    lines = [formatter.format(record) for record in caplog.records]
+    lines = platform_log.getvalue().splitlines()
     assert lines, "nothing was logged"
+    assert any("boom" in line for line in lines), "the failed tool call was not logged"
     secrets = [tokens["access_token"], tokens["refresh_token"], client.client_secret]
     for line in lines:
         parsed = json.loads(line)

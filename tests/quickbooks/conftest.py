@@ -4,7 +4,7 @@ platform with a QuickBooks connector.
 `qbo_emulator` is the one to use: one server per test session, its state reset before each test,
 so every test starts with no grants, no faults, Intuit's default settings and a fresh clock.
 `qbo_connector` adds the platform: bob's connection to the emulator's company and an MCP token;
-`call` and `list_tools` talk to the connector over real HTTP.
+tests.support.quickbooks's `call` and `list_tools` talk to the connector over real HTTP.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from connectors.quickbooks import client as qbo
 from tests.support.emulator import RunningEmulator
-from tests.support.flow import OAuthClient, mcp_post
+from tests.support.flow import OAuthClient
 from tests.support.oauth import Browser
 
 
@@ -62,30 +62,3 @@ def qbo_connector(live_url, acme, qbo_emulator, settings):
         "issued": issued,
     }
     clock.reset()
-
-
-def _rpc(ctx, method: str, params: dict | None = None) -> dict:
-    payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
-    response = mcp_post(ctx["connector"].url, ctx["token"], payload, timeout=60)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "result" in body, body
-    return body["result"]
-
-
-def call(ctx, tool="company_info", arguments=None):
-    """tools/call over HTTP; the JSON-RPC result (content, structuredContent, isError)."""
-    return _rpc(ctx, "tools/call", {"name": tool, "arguments": arguments or {}})
-
-
-def list_tools(ctx) -> dict[str, dict]:
-    """tools/list over HTTP, by tool name."""
-    return {tool["name"]: tool for tool in _rpc(ctx, "tools/list")["tools"]}
-
-
-def advance(ctx, seconds):
-    """Move Intuit's clock and ours together."""
-    from upstream import clock
-
-    ctx["emulator"].clock.advance(seconds)
-    clock.advance(seconds)

@@ -7,9 +7,9 @@ import httpx
 import pytest
 from django.contrib.auth.models import User
 
-from tests.quickbooks.conftest import call
 from tests.support.flow import OAuthClient, pkce_pair
 from tests.support.oauth import Browser
+from tests.support.quickbooks import call
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)

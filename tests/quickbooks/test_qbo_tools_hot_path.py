@@ -5,7 +5,7 @@ import time
 import pytest
 
 from events.models import Event
-from tests.quickbooks.conftest import call
+from tests.support.quickbooks import call
 from tests.support.sql import all_sql, writes
 
 pytestmark = pytest.mark.django_db(transaction=True)

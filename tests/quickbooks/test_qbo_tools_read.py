@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.quickbooks.emulator.seed import ACCOUNTS, CUSTOMERS, VENDORS
-from tests.quickbooks.conftest import call, list_tools
+from tests.support.quickbooks import call, list_tools
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

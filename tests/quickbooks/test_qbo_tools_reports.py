@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.quickbooks.conftest import call
+from tests.support.quickbooks import call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.quickbooks.conftest import advance, call
+from tests.support.quickbooks import advance, call
 from upstream import clock
 from upstream.models import UpstreamConnection
 

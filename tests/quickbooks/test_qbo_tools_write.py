@@ -4,7 +4,7 @@
 import pytest
 
 from tenants.models import Connector
-from tests.quickbooks.conftest import call, list_tools
+from tests.support.quickbooks import call, list_tools
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -178,9 +178,11 @@ class TokenAuthority:
         grant_id = self.refresh_index.get(refresh_token)
         grant = self.grants.get(grant_id) if grant_id else None
         if grant is None or grant.revoked or grant.client_id != client_id:
+            self.counters["token.refresh.invalid_grant"] += 1
             raise OAuthFailure(400, "invalid_grant", "refresh token is invalid")
         if now >= grant.refresh_token_expires_at or now >= grant.hard_expires_at:
             self._forget_refresh_token(grant)
+            self.counters["token.refresh.invalid_grant"] += 1
             raise OAuthFailure(400, "invalid_grant", "refresh token expired")
         window = timedelta(seconds=self.lifetimes.refresh_rotation_window)
         if now - grant.refresh_token_issued_at >= window:

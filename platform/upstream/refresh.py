@@ -1,0 +1,228 @@
+"""The refresh engine: keeps upstream access tokens fresh, one refresh per connection at a time.
+
+A refresh claims the connection's lease with a conditional UPDATE (so two workers or tool calls
+never refresh one connection at once, on PostgreSQL and SQLite alike), calls the provider
+outside any transaction, and commits the provider's answer in one UPDATE before anything else
+happens. A caller that finds the lease held waits for the holder's result instead of refreshing
+again. The sweep claims due connections for the Celery tasks (upstream.tasks).
+"""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
+from events.models import Event
+from events.services import event_record
+from upstream import clock, crypto
+from upstream.models import UpstreamConnection
+from upstream.services import provider_for, token_fields, upstream_connection_notify_reauth
+
+log = logging.getLogger(__name__)
+Status = UpstreamConnection.Status
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    """A usable upstream access token and what it belongs to."""
+
+    connection_id: int
+    access_token: str
+    external_account_id: str
+    external_account_name: str = ""
+
+
+def upstream_connection_fresh(connection: UpstreamConnection, now) -> bool:
+    """No refresh needed: the access token outlives the margin and the last refresh is recent
+    enough to keep the provider's rolling refresh-token window moving."""
+    margin = timedelta(seconds=settings.UPSTREAM_REFRESH_MARGIN)
+    max_age = timedelta(seconds=settings.UPSTREAM_MAX_REFRESH_AGE)
+    return connection.access_expires_at > now + margin and (
+        connection.last_refresh_at is not None and connection.last_refresh_at > now - max_age
+    )
+
+
+def _claim_lease(connection_id: int, owner: str, now, *, seen_expiry) -> bool:
+    """Take the refresh lease if nobody holds a live one and nobody refreshed since we read
+    the row (its access expiry is still the one we saw). One conditional UPDATE."""
+    claimed = (
+        UpstreamConnection.objects.filter(pk=connection_id, access_expires_at=seen_expiry)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .exclude(status__in=[Status.NEEDS_REAUTH, Status.REVOKED])
+        .update(
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS),
+            status=Status.REFRESHING,
+        )
+    )
+    return claimed == 1
+
+
+def _finish(connection_id: int, owner: str, **fields) -> bool:
+    """Write the outcome and free the lease, only if we still hold it."""
+    return (
+        UpstreamConnection.objects.filter(pk=connection_id, lease_owner=owner).update(
+            lease_owner="", lease_until=None, refresh_queued_until=None, **fields
+        )
+        == 1
+    )
+
+
+def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> UpstreamConnection:
+    """Refresh the connection's tokens unless they are still fresh; returns the fresh row.
+
+    Raises UpstreamReauthRequired when the grant is dead (the connection is then
+    needs_reauth), UpstreamUnavailable on a transient failure (the connection keeps its
+    tokens and goes to error, to be retried), and waits for a refresh another process holds.
+    """
+    deadline = time.monotonic() + settings.UPSTREAM_LEASE_SECONDS + 5
+    first_seen = None
+    while True:
+        connection = UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
+        now = clock.now()
+        if connection.status in (Status.NEEDS_REAUTH, Status.REVOKED):
+            raise UpstreamReauthRequired(f"connection is {connection.status}")
+        first_seen = first_seen or connection.access_expires_at
+        if not connection.lease_owner and (
+            (not force and upstream_connection_fresh(connection, now))
+            # Someone else refreshed while we waited: their tokens are the ones to use.
+            or connection.access_expires_at != first_seen
+        ):
+            return connection
+        owner = uuid.uuid4().hex
+        if _claim_lease(connection_id, owner, now, seen_expiry=connection.access_expires_at):
+            break
+        if time.monotonic() > deadline:
+            raise UpstreamUnavailable("another refresh of this connection did not finish")
+        time.sleep(0.05)
+
+    # Re-read under our lease: the refresh token to spend is the newest committed one.
+    connection = UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
+    provider = provider_for(connection)
+    started = time.monotonic()
+    try:
+        tokens = provider.refresh(crypto.decrypt(connection.refresh_token_encrypted))
+    except UpstreamReauthRequired as exc:
+        _finish(connection_id, owner, status=Status.NEEDS_REAUTH, last_error=str(exc)[:500])
+        _record_refresh(connection, Event.Outcome.ERROR, started, str(exc), reauth=True)
+        upstream_connection_notify_reauth(connection_id=connection_id)
+        raise
+    except UpstreamUnavailable as exc:
+        _finish(
+            connection_id,
+            owner,
+            status=Status.ERROR,
+            last_error=str(exc)[:500],
+            failure_count=connection.failure_count + 1,
+        )
+        _record_refresh(connection, Event.Outcome.ERROR, started, str(exc))
+        raise
+    except BaseException:
+        # Anything else (a bug, a kill): keep the tokens, give the lease back.
+        _finish(connection_id, owner, status=Status.ERROR, last_error="refresh failed unexpectedly")
+        raise
+    now = clock.now()
+    stored = _finish(
+        connection_id,
+        owner,
+        status=Status.ACTIVE,
+        last_refresh_at=now,
+        last_error="",
+        failure_count=0,
+        **token_fields(tokens, now),
+    )
+    if not stored:
+        # Our lease expired while the provider answered and another refresh took over; the
+        # tokens it stores supersede ours. Rare, and logged, since a rotated value may be lost.
+        log.warning(
+            "refresh answer arrived after the lease expired", extra={"connection_id": connection_id}
+        )
+    _record_refresh(connection, Event.Outcome.OK, started, "")
+    return UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
+
+
+def _record_refresh(connection, outcome, started, error: str, reauth: bool = False) -> None:
+    event_record(
+        kind="upstream.reauth_needed" if reauth else "upstream.refresh",
+        outcome=outcome,
+        connector=connection.connector,
+        user_id=connection.user_id,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        detail={"connection_id": connection.pk, "error": error[:300]},
+    )
+
+
+# last_used_at only steers the sweep (used this week or not): a minute's resolution is plenty,
+# and it keeps a write off nearly every tool call (as API keys do).
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def upstream_connection_touch(connection: UpstreamConnection) -> None:
+    """Record that the connection was used, at most once a minute (a conditional UPDATE)."""
+    now = clock.now()
+    if connection.last_used_at is not None and now - connection.last_used_at < LAST_USED_RESOLUTION:
+        return
+    UpstreamConnection.objects.filter(pk=connection.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+
+
+def upstream_access(*, connection: UpstreamConnection, force_refresh: bool = False) -> AccessGrant:
+    """A usable access token for ``connection`` (a row just read), refreshing under the lease
+    when it is about to expire or when forced; no query at all when it is fresh."""
+    if (
+        force_refresh
+        or connection.lease_owner
+        or not upstream_connection_fresh(connection, clock.now())
+    ):
+        connection = upstream_connection_refresh(connection_id=connection.pk, force=force_refresh)
+    upstream_connection_touch(connection)
+    return AccessGrant(
+        connection_id=connection.pk,
+        access_token=crypto.decrypt(connection.access_token_encrypted),
+        external_account_id=connection.external_account_id,
+        external_account_name=connection.external_account_name,
+    )
+
+
+def upstream_connections_claim_due(*, batch: int | None = None) -> list[int]:
+    """Claim connections the sweep should refresh now; each is enqueued once per claim.
+
+    Due: recently used and the access token expires within the refresh margin (tool calls
+    never wait on a refresh), or not refreshed for UPSTREAM_MAX_REFRESH_AGE whatever its use,
+    or stuck in a refresh whose holder died. On PostgreSQL concurrent sweeps skip each other's
+    rows (FOR UPDATE SKIP LOCKED); everywhere, the queued-until column is the claim.
+    """
+    from django.db import connection as db
+
+    now = clock.now()
+    margin = now + timedelta(seconds=settings.UPSTREAM_REFRESH_MARGIN)
+    free = Q(refresh_queued_until__isnull=True) | Q(refresh_queued_until__lt=now)
+    due = (
+        Q(status__in=[Status.ACTIVE, Status.ERROR])
+        & (
+            Q(
+                access_expires_at__lte=margin,
+                last_used_at__gte=now - timedelta(seconds=settings.UPSTREAM_RECENT_USE_SECONDS),
+            )
+            | Q(last_refresh_at__lte=now - timedelta(seconds=settings.UPSTREAM_MAX_REFRESH_AGE))
+            | Q(last_refresh_at__isnull=True)
+        )
+    ) | Q(status=Status.REFRESHING, lease_until__lt=now)
+    with transaction.atomic():
+        candidates = UpstreamConnection.objects.filter(due & free).order_by("access_expires_at")
+        if db.vendor == "postgresql":
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(
+            candidates.values_list("pk", flat=True)[: batch or settings.UPSTREAM_SWEEP_BATCH]
+        )
+        UpstreamConnection.objects.filter(pk__in=ids).update(
+            refresh_queued_until=now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS * 5)
+        )
+    return ids
