@@ -76,7 +76,7 @@ def test_a_second_refresh_waits_for_the_lease_holder_instead_of_refreshing_again
     ctx = qbo_connector
     advance(ctx, HOUR + 60)
     connection_id = ctx["connection"].pk
-    real_provider_for, real_claim = services.provider_for, services._claim_lease
+    real_provider_for, real_claim = refresh.provider_for, refresh._claim_lease
     inside, release, second_tried = threading.Event(), threading.Event(), threading.Event()
     entered: list[str] = []
 
@@ -96,18 +96,18 @@ def test_a_second_refresh_waits_for_the_lease_holder_instead_of_refreshing_again
             second_tried.set()
         return claimed
 
-    monkeypatch.setattr(services, "provider_for", lambda c: HeldProvider(real_provider_for(c)))
-    monkeypatch.setattr(services, "_claim_lease", claim)
+    monkeypatch.setattr(refresh, "provider_for", lambda c: HeldProvider(real_provider_for(c)))
+    monkeypatch.setattr(refresh, "_claim_lease", claim)
     results = {}
 
-    def refresh():
-        connection = services.upstream_connection_refresh(connection_id=connection_id)
+    def refresh_now():
+        connection = refresh.upstream_connection_refresh(connection_id=connection_id)
         results[threading.current_thread().name] = crypto.decrypt(connection.access_token_encrypted)
 
-    first = threading.Thread(target=refresh, name="first")
+    first = threading.Thread(target=refresh_now, name="first")
     first.start()
     assert inside.wait(30), "the first refresh never reached the provider"
-    second = threading.Thread(target=refresh, name="second")
+    second = threading.Thread(target=refresh_now, name="second")
     second.start()
     assert second_tried.wait(30), "the second refresh never tried to claim the lease"
     release.set()
