@@ -17,7 +17,11 @@ from tests.support.emulator import (
 )
 from tests.support.live import LiveServer, free_port, serve_in_thread
 
-TEST_KINDS = ["tests.support.kinds.echo_kind", "tests.support.kinds.catalog_kind"]
+TEST_KINDS = [
+    "tests.support.kinds.echo_kind",
+    "tests.support.kinds.catalog_kind",
+    "tests.support.kinds.conformance_kind",
+]
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from config.logging import request_id_from, request_id_var
@@ -50,24 +51,36 @@ class _Seen:
         return True
 
 
+def _session_manager(server, *, json_response: bool):
+    """A new stateless SDK session manager of ``server`` (its streamable_http_app makes one)."""
+    server.streamable_http_app(
+        stateless_http=True,
+        json_response=json_response,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    return server.session_manager
+
+
 class Gateway:
-    """ASGI app for ``/t/<tenant>/<connector>/mcp``; one stateless SDK session manager per kind."""
+    """ASGI app for ``/t/<tenant>/<connector>/mcp``; stateless SDK session managers per kind.
+
+    Two per kind: the handshake wire (through 2025-11-25) answers each POST with one JSON body;
+    the 2026-07-28 wire may stream, which the SDK does only when a tool sends notifications
+    (progress, logs) during the call, and otherwise answers JSON too.
+    """
 
     def __init__(self) -> None:
         self.managers = {}
+        self.streaming_managers = {}
         for slug, kind in all_kinds().items():
-            kind.server.streamable_http_app(
-                stateless_http=True,
-                json_response=True,
-                transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-            )
-            self.managers[slug] = kind.server.session_manager
+            self.managers[slug] = _session_manager(kind.server, json_response=True)
+            self.streaming_managers[slug] = _session_manager(kind.server, json_response=False)
         self._seen = _Seen()
 
     @contextlib.asynccontextmanager
     async def lifespan(self):
         async with contextlib.AsyncExitStack() as stack:
-            for manager in self.managers.values():
+            for manager in [*self.managers.values(), *self.streaming_managers.values()]:
                 await stack.enter_async_context(manager.run())
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flush_counts_forever)
@@ -169,6 +182,8 @@ class Gateway:
 
         scope = dict(scope)
         scope[SCOPE_KEY] = _tool_context(check, tenant, connector)
+        if headers.get("mcp-protocol-version", "") not in ("", *HANDSHAKE_PROTOCOL_VERSIONS):
+            manager = self.streaming_managers[check.connector_kind]
         observed = _Observed(receive, send)
         await manager.handle_request(scope, observed.receive, observed.send)
         await self._account(check, scope, headers, observed, started)

@@ -2,7 +2,8 @@
 
 ``echo_kind`` is the README's "Writing a connector kind" example: tools on an MCPServer, a
 settings schema, an environment setting, no upstream. ``catalog_kind`` uses a tool source:
-its tool list comes from each connector's settings, per request.
+its tool list comes from each connector's settings, per request. ``conformance_kind`` serves
+the fixture of the official MCP conformance suite (tests/support/conformance_server.py).
 """
 
 from mcp.server import MCPServer
@@ -22,6 +23,7 @@ from connectors.base import (
     UrlSetting,
     tool_context,
 )
+from tests.support.conformance_server import build_conformance_server
 
 GREETING = EnvSetting("ECHO_GREETING", default="Hello", help="How whoami greets the caller.")
 
@@ -114,4 +116,12 @@ catalog_kind = ConnectorKind(
     description="Test connector kind with a tool source",
     tool_source=Catalog,
     settings_schema=SettingsSchema(fields=(TextSetting("tools", default="alpha,beta"),)),
+)
+
+
+conformance_kind = ConnectorKind(
+    slug="conformance",
+    title="Conformance fixture",
+    description="The tools, resources and prompts the official MCP conformance suite asks for",
+    build_server=build_conformance_server,
 )
