@@ -36,32 +36,53 @@ def access_token(base: str, resource: str) -> str:
     return client.tokens(Browser("bob", "bob-pass-123"), resource)["access_token"]
 
 
-@pytest.mark.parametrize("revision", RUNS)
-def test_server_scenarios_through_the_gateway(live_url, conformance_url, revision, tmp_path):
+def run_suite(live_url: str, url: str, args: list[str], baseline, output_dir):
     cli = tool_path("conformance", "@modelcontextprotocol", "conformance", "dist", "index.js")
-    baseline = SUITE / f"baseline-{revision}.yml"
-    result = run_node(
+    return run_node(
         [
             "--import",
             str(SUITE / "bearer.mjs"),
             str(cli),
             "server",
             "--url",
-            conformance_url,
-            *RUNS[revision],
+            url,
+            *args,
             "--expected-failures",
             str(baseline),
             "--output-dir",
-            str(tmp_path),
+            str(output_dir),
         ],
-        env={
-            "MCP_BEARER_TOKEN": access_token(live_url, conformance_url),
-            "MCP_BEARER_ORIGIN": live_url,
-        },
+        env={"MCP_BEARER_TOKEN": access_token(live_url, url), "MCP_BEARER_ORIGIN": live_url},
         cwd=SUITE,
         timeout=300,
     )
+
+
+@pytest.mark.parametrize("revision", RUNS)
+def test_server_scenarios_through_the_gateway(live_url, conformance_url, revision, tmp_path):
+    baseline = SUITE / f"baseline-{revision}.yml"
+    result = run_suite(live_url, conformance_url, RUNS[revision], baseline, tmp_path)
     failing = [line for line in result.stdout.splitlines() if "✗" in line]
     summary = result.stdout[result.stdout.find("Total:") :] or result.stdout[-4000:]
     assert result.returncode == 0, "\n".join([*failing, summary, result.stderr[-2000:]])
     assert "Total:" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize(
+    "scenario, wire, baseline, verdict",
+    [
+        # A failure nobody listed fails the run...
+        ("tools-call-with-progress", "2025-11-25", "server: []\n", "not in your expected-failures"),
+        # ...and so does a listed failure that now passes (the baseline only shrinks).
+        ("tools-call-simple-text", "2026-07-28", "server:\n  - tools-call-simple-text\n", "Stale"),
+    ],
+)
+def test_the_baseline_gate_fails_on_new_failures_and_on_stale_entries(
+    live_url, conformance_url, scenario, wire, baseline, verdict, tmp_path
+):
+    path = tmp_path / "baseline.yml"
+    path.write_text(baseline)
+    args = ["--scenario", scenario, "--spec-version", wire]
+    result = run_suite(live_url, conformance_url, args, path, tmp_path / "results")
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert verdict.lower() in result.stdout.lower(), result.stdout[-2000:]

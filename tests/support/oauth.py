@@ -58,6 +58,10 @@ class Browser:
 
     def authorize(self, url: str) -> dict:
         """Follow ``url`` (an /authorize URL) to the client's redirect; return its query."""
+        return _query(self.authorize_location(url))
+
+    def authorize_location(self, url: str) -> str:
+        """Follow ``url`` (an /authorize URL) to the client's redirect; return that URL."""
         origins = {_origin(url), *self.also_visits}
         response = self.http.get(url)
         for _ in range(12):
@@ -65,7 +69,7 @@ class Browser:
             if response.status_code in (301, 302, 303, 307):
                 location = urljoin(str(response.url), response.headers["location"])
                 if _origin(location) not in origins:
-                    return _query(location)
+                    return location
                 response = self.http.get(location)
             elif response.status_code == 200 and 'name="password"' in response.text:
                 response = self.http.post(
