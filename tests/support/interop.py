@@ -29,12 +29,20 @@ def tool_path(folder: str, *relative: str) -> Path:
 def run_node(
     args: list[str], *, env: dict[str, str], cwd: Path, timeout: float
 ) -> subprocess.CompletedProcess:
-    """Run Node 22 with ``args``; output is captured as text."""
-    return subprocess.run(
+    """Run Node 22 with ``args``, output captured as text; killed after ``timeout`` seconds
+    (returncode -9, and the output so far, which says where it hung)."""
+    process = subprocess.Popen(
         [str(NODE), *args],
         cwd=cwd,
         env={**os.environ, "PATH": f"{NODE.parent}:{os.environ.get('PATH', '')}", **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        stderr += f"\n(killed after {timeout} s)"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
