@@ -17,9 +17,8 @@ def test_inspector_cli_connects_through_the_quickbooks_hop_and_calls_a_tool(
 ):
     from tenants.services import connector_create
 
-    launcher = tool_path(
-        "inspector", "@modelcontextprotocol", "inspector", "clients", "launcher", "build", "index.js"
-    )
+    package = ("@modelcontextprotocol", "inspector")
+    launcher = tool_path("inspector", *package, "clients", "launcher", "build", "index.js")
     callback = f"{live_url}/upstream/quickbooks/callback"
     quickbooks_on_emulator.emulator.configure(redirect_uris=[callback])
     connector = connector_create(tenant=acme["tenant"], kind="quickbooks", slug="qbo")
@@ -59,7 +58,8 @@ def test_inspector_cli_connects_through_the_quickbooks_hop_and_calls_a_tool(
         cwd=tmp_path,
         timeout=60,
     )
-    browser_log = (tmp_path / "browser.log").read_text() if (tmp_path / "browser.log").exists() else ""
+    log = tmp_path / "browser.log"
+    browser_log = log.read_text() if log.exists() else ""
     assert result.returncode == 0, "\n".join(
         [result.stdout[-3000:], result.stderr[-3000:], "browser:", browser_log[-3000:]]
     )
