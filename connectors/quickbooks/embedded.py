@@ -12,6 +12,7 @@ from connectors.base import EmbeddedEmulator, EmbeddedSetup
 from connectors.quickbooks import env
 
 EMULATOR_CLIENT_ID = "embedded-demo-client"
+START_SECONDS = 120
 
 
 class EmulatorDidNotStart(RuntimeError):
@@ -42,7 +43,8 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
         stderr=subprocess.DEVNULL,
         **setup.popen_options,
     )
-    deadline = time.monotonic() + 30
+    # A cold start on a busy machine (imports, first bytecode compile) can take long.
+    deadline = time.monotonic() + START_SECONDS
     while True:
         try:
             httpx.get(f"{base}/.well-known/openid_configuration", timeout=1)
@@ -51,7 +53,7 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise EmulatorDidNotStart(
-                    f"the QuickBooks emulator did not start on {base}"
+                    f"the QuickBooks emulator did not start on {base} (exit code {process.poll()})"
                 ) from None
             time.sleep(0.1)
     return EmbeddedEmulator(

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Serve:
-    def __init__(self, env):
+    def __init__(self, env, *args: str):
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "serve"],
+            [sys.executable, str(ROOT / "manage.py"), "serve", *args],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -143,3 +143,36 @@ def _alive(pid: int) -> bool:
         Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "X"
     )
     return state not in ("Z", "X")
+
+
+def test_serve_port_without_public_url_advertises_that_port_everywhere(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("DATABASE_URL", "REDIS_URL", "CACHE_REDIS_URL", "PUBLIC_URL", "PUBLIC_URL_FILE")
+    }
+    env.update(VAR_DIR=str(tmp_path))
+
+    serve = Serve(env, "--port", str(port), "--no-worker")
+    try:
+        # A cold start (migrations, static files, the emulator) is slow on a busy machine.
+        assert serve.wait_for(r"Platform on (\S+)", timeout=300)[1] == base
+        url = serve.wait_for(r"connector:\s+(\S+)")[1]
+        assert url == f"{base}/t/demo/quickbooks/mcp"
+        wait_ready(base)
+
+        challenge = httpx.post(url, json={}).headers["www-authenticate"]
+        metadata_url = f"{base}/.well-known/oauth-protected-resource/t/demo/quickbooks/mcp"
+        assert f'resource_metadata="{metadata_url}"' in challenge
+        resource = httpx.get(metadata_url).json()
+        assert resource["resource"] == url
+        assert resource["authorization_servers"] == [base]
+        issuer = httpx.get(f"{base}/.well-known/oauth-authorization-server").json()
+        assert issuer["issuer"] == base
+        assert issuer["authorization_endpoint"] == f"{base}/authorize"
+    finally:
+        returncode = serve.stop()
+    assert returncode == 0, "".join(serve.lines)

@@ -8,6 +8,7 @@ then the web server.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -32,6 +33,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="create no demo tenant")
 
     def handle(self, *args, host, port, no_worker, no_demo, **options):
+        if port and not _public_url_configured():
+            # Every URL we hand out (banner, 401 challenge, metadata, issuer) derives from
+            # PUBLIC_URL when settings load: with none configured, the port chooses it, so
+            # start again with it set rather than patch settings already derived from it.
+            os.environ["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+            os.execv(sys.executable, [sys.executable, *sys.argv])
         public = urlsplit(settings.PUBLIC_URL)
         port = port or public.port or (443 if public.scheme == "https" else 80)
         call_command("migrate", interactive=False, verbosity=0)
@@ -39,7 +46,7 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         child_env = {"PYTHONPATH": os.pathsep.join(sys.path)}
         try:
-            banners = self._start_emulators(port, children, child_env) if settings.EMBEDDED else []
+            banners = self._start_emulators(children, child_env) if settings.EMBEDDED else []
             if not no_worker:
                 children += self._start_celery(child_env)
             demo = None if no_demo else self._demo()
@@ -64,17 +71,17 @@ class Command(BaseCommand):
             self.stdout.write("Stopped.")
 
     def _start_emulators(
-        self, port: int, children: list[subprocess.Popen], child_env: dict[str, str]
+        self, children: list[subprocess.Popen], child_env: dict[str, str]
     ) -> list[str]:
-        """Each kind's embedded emulator (the ports after the web port), and point this
+        """Each kind's embedded emulator (each on a free port), and point this
         process and its workers at them; returns the banner lines."""
         banners = []
-        for offset, kind in enumerate(all_kinds().values(), start=1):
+        for kind in all_kinds().values():
             if kind.embedded_emulator is None:
                 continue
             setup = EmbeddedSetup(
                 public_url=settings.PUBLIC_URL,
-                port=port + offset,
+                port=_free_port(),  # not "the web port + n", which may well be taken
                 callback_url=(
                     settings.PUBLIC_URL
                     + reverse("upstream-callback", kwargs={"provider": kind.upstream.provider})
@@ -167,6 +174,16 @@ def _readable_password() -> str:
     import secrets
 
     return "-".join(secrets.token_hex(3) for _ in range(3))
+
+
+def _public_url_configured() -> bool:
+    return bool(os.environ.get("PUBLIC_URL") or os.environ.get("PUBLIC_URL_FILE"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _child_options() -> dict:
