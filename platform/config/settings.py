@@ -35,6 +35,18 @@ ALLOWED_HOSTS = [_public.hostname] + [
     h.strip() for h in (env("EXTRA_ALLOWED_HOSTS", "") or "").split(",") if h.strip()
 ]
 
+# Browsers send Origin; the MCP endpoint refuses any origin not listed here (the 2026-07-28
+# transport's MUST, against DNS rebinding). Clients that are not browsers send none.
+EXTRA_ALLOWED_ORIGINS = [
+    o.strip().rstrip("/") for o in (env("EXTRA_ALLOWED_ORIGINS", "") or "").split(",") if o.strip()
+]
+for _origin in EXTRA_ALLOWED_ORIGINS:
+    _parts = urlsplit(_origin)
+    if _parts.scheme not in ("http", "https") or not _parts.hostname or _parts.path:
+        raise ImproperlyConfigured(
+            f"EXTRA_ALLOWED_ORIGINS takes origins such as http://localhost:6274, not {_origin!r}"
+        )
+
 DEBUG = envbool("DEBUG", False)
 
 if EMBEDDED:

@@ -135,8 +135,28 @@ class Gateway:
                 {"error": "invalid_host", "error_description": "Host does not match PUBLIC_URL"},
             )
             return
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in _allowed_origins():
+            await _json(
+                send,
+                403,
+                _rpc_error(
+                    f"Origin {origin} may not call this endpoint (see EXTRA_ALLOWED_ORIGINS)"
+                ),
+            )
+            return
         if scope["method"] == "OPTIONS":
             await _respond(send, 204, b"", [])
+            return
+        if scope["method"] != "POST":
+            # No sessions (stateless), so no GET stream to open and no session to DELETE: the
+            # answer both the 2025-11-25 and the 2026-07-28 transports give for that.
+            await _json(
+                send,
+                405,
+                _rpc_error(f"{scope['method']} is not served here: send each message as a POST"),
+                [("allow", "POST, OPTIONS")],
+            )
             return
 
         token = _bearer(headers.get("authorization", ""))
@@ -366,6 +386,15 @@ def _host_allowed(host: str) -> bool:
     return "*" in allowed or hostname in [h.lower() for h in allowed]
 
 
+def _allowed_origins() -> set[str]:
+    return {settings.PUBLIC_URL, *settings.EXTRA_ALLOWED_ORIGINS}
+
+
+def _rpc_error(message: str) -> dict:
+    """A JSON-RPC error response without an id (the transport's shape for refusals)."""
+    return {"jsonrpc": "2.0", "error": {"code": -32600, "message": message}}
+
+
 def _client_ip(scope) -> str | None:
     client = scope.get("client")
     return client[0] if client else None
@@ -374,7 +403,7 @@ def _client_ip(scope) -> str | None:
 def _cors_headers() -> list[tuple[bytes, bytes]]:
     return [
         (b"access-control-allow-origin", b"*"),
-        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-methods", b"POST, OPTIONS"),
         (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
         (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
         (b"access-control-max-age", b"86400"),

@@ -43,7 +43,8 @@ def test_tool_failure_is_a_tool_error_not_a_protocol_error(live_url, acme, token
     assert "upstream is down" in result["content"][0]["text"]
 
 
-def test_preflight_and_exposed_headers_for_browser_clients(live_url, acme):
+def test_preflight_and_exposed_headers_for_browser_clients(live_url, acme, settings):
+    settings.EXTRA_ALLOWED_ORIGINS = ["http://localhost:6274"]  # a local MCP Inspector
     response = httpx.options(
         acme["connector"].url,
         headers={
@@ -56,6 +57,35 @@ def test_preflight_and_exposed_headers_for_browser_clients(live_url, acme):
     assert response.headers["access-control-allow-origin"] == "*"
     assert "Mcp-Protocol-Version" in response.headers["access-control-allow-headers"]
     assert "Mcp-Session-Id" in response.headers["access-control-expose-headers"]
+
+
+def test_only_allowed_origins_reach_the_endpoint(live_url, acme, token, settings):
+    settings.EXTRA_ALLOWED_ORIGINS = ["http://localhost:6274"]
+    url = acme["connector"].url
+    for origin in ("https://rebinding.example", "null", "http://localhost:6275"):
+        refused = mcp_post(url, token, headers={"Origin": origin})
+        assert refused.status_code == 403, origin
+        assert refused.json()["error"]["code"] == -32600 and "id" not in refused.json()
+        preflight = httpx.options(url, headers={"Origin": origin})
+        assert preflight.status_code == 403, origin
+    for origin in (live_url, "http://localhost:6274"):
+        assert mcp_post(url, token, headers={"Origin": origin}).status_code == 200, origin
+    assert mcp_post(url, token).status_code == 200  # no Origin: not a browser
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2026-07-28"])
+def test_get_and_delete_answer_405(live_url, acme, token, version):
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "text/event-stream",
+        "MCP-Protocol-Version": version,
+        "Mcp-Session-Id": "abc",
+    }
+    for method in ("GET", "DELETE"):
+        response = httpx.request(method, acme["connector"].url, headers=headers)
+        assert response.status_code == 405, method
+        assert response.headers["allow"] == "POST, OPTIONS"
+        assert response.json()["error"]["code"] == -32600
 
 
 def test_a_foreign_host_header_is_refused(live_url, acme, token):
