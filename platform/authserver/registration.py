@@ -58,6 +58,38 @@ def redirect_uri_problem(uri: str) -> str | None:
     return None
 
 
+def application_type_problem(data: dict) -> str | None:
+    """Why the redirect URIs do not fit the declared ``application_type``, or None.
+
+    OpenID Connect Dynamic Registration, which the 2026-07-28 revision asks DCR clients to
+    follow: a "web" client redirects to https hosts only; a "native" one to a custom scheme or
+    a loopback address. A client that declares nothing is not checked (earlier revisions never
+    sent it).
+    """
+    if "application_type" not in data:
+        return None
+    kind = data["application_type"]
+    if kind not in ("web", "native"):
+        return f'application_type must be "web" or "native", not {kind!r}'
+    for uri in data.get("redirect_uris") or []:
+        if not isinstance(uri, str):
+            continue
+        parts = urlsplit(uri)
+        loopback = parts.scheme in ("http", "https") and parts.hostname in LOOPBACK_HOSTS
+        custom = parts.scheme not in ("http", "https")
+        if kind == "web" and (loopback or custom):
+            return (
+                f'{uri}: a "web" client redirects to https hosts only; register loopback and '
+                'custom-scheme redirect URIs with application_type "native"'
+            )
+        if kind == "native" and not (loopback or custom):
+            return (
+                f'{uri}: a "native" client redirects to a custom scheme or a loopback address; '
+                'register https redirect URIs with application_type "web"'
+            )
+    return None
+
+
 def _body_too_big(request) -> bool:
     if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REGISTRATION_BYTES:
         return True
@@ -175,6 +207,9 @@ class RegisterView(DynamicClientRegistrationView):
         problem = _grant_problem(data)
         if problem:
             return _error("invalid_client_metadata", problem), data
+        problem = application_type_problem(data)
+        if problem:
+            return _error("invalid_redirect_uri", problem), data
         redirect_uris = data.get("redirect_uris")
         if isinstance(redirect_uris, list):
             for uri in redirect_uris:

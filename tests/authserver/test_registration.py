@@ -176,6 +176,16 @@ SHAPES = {
         "token_endpoint_auth_method": "client_secret_post",
         **CODE_ONLY,
     },
+    "native-app-custom-scheme": {
+        "client_name": "Some CLI",
+        "application_type": "native",
+        "redirect_uris": [
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "http://localhost:8787/cb",
+        ],
+        "token_endpoint_auth_method": "none",
+        **CODE_ONLY,
+    },
     "secret-basic": {
         "client_name": "Basic-auth client",
         "redirect_uris": ["https://basic.example.com/cb"],
@@ -391,6 +401,28 @@ REFUSALS = {
     "implicit-response-type": (
         json.dumps({**VALID, "response_types": ["token"]}).encode(),
         "invalid_client_metadata",
+    ),
+    # application_type (OIDC registration, asked of DCR clients by 2026-07-28) must fit the
+    # redirect URIs: web clients redirect to https hosts, native ones to loopback or a scheme.
+    "web-app-with-loopback-redirect": (
+        json.dumps(
+            {**VALID, "application_type": "web", "redirect_uris": ["http://127.0.0.1:3000/cb"]}
+        ).encode(),
+        "invalid_redirect_uri",
+    ),
+    "web-app-with-custom-scheme": (
+        json.dumps(
+            {**VALID, "application_type": "web", "redirect_uris": ["cursor://x/oauth/callback"]}
+        ).encode(),
+        "invalid_redirect_uri",
+    ),
+    "native-app-with-https-host": (
+        json.dumps({**VALID, "application_type": "native"}).encode(),
+        "invalid_redirect_uri",
+    ),
+    "unknown-application-type": (
+        json.dumps({**VALID, "application_type": "service"}).encode(),
+        "invalid_redirect_uri",
     ),
     # The server only speaks authorization_code (+ refresh_token): its metadata says so, and an
     # anonymous registration must not obtain a client that could use any other grant.
