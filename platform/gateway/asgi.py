@@ -340,15 +340,15 @@ def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str)
     if not check.user_active:
         return unauthorized("invalid_token", "The user of this token is deactivated")
     if scope not in (check.token_scope or "").split():
+        # Step-up (2025-11-25 and later): the client reads the scopes to ask for from here.
+        description = f"The token lacks the {scope} scope: authorize again with it"
         challenge = (
-            f'Bearer resource_metadata="{metadata}", scope="{scope}", error="insufficient_scope"'
+            f'Bearer error="insufficient_scope", scope="{scope}", '
+            f'resource_metadata="{metadata}", error_description="{description}"'
         )
         return (
             403,
-            {
-                "error": "insufficient_scope",
-                "error_description": f"The token lacks the {scope} scope",
-            },
+            {"error": "insufficient_scope", "error_description": description},
             [("www-authenticate", challenge)],
         )
     if not check.tenant_enabled or not check.connector_enabled:

@@ -1,5 +1,7 @@
 """The MCP endpoint's HTTP behaviour: bad input, CORS, host checks, health."""
 
+import re
+
 import httpx
 import pytest
 
@@ -86,6 +88,26 @@ def test_get_and_delete_answer_405(live_url, acme, token, version):
         assert response.status_code == 405, method
         assert response.headers["allow"] == "POST, OPTIONS"
         assert response.json()["error"]["code"] == -32600
+
+
+def test_a_token_without_the_scope_gets_a_complete_insufficient_scope_challenge(
+    live_url, acme, token
+):
+    from oauth2_provider.models import AccessToken
+
+    AccessToken.objects.update(scope="profile")
+    response = mcp_post(acme["connector"].url, token)
+    assert response.status_code == 403
+    assert response.json()["error"] == "insufficient_scope"
+    challenge = response.headers["www-authenticate"]
+    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+    assert challenge.startswith("Bearer ")
+    assert params["error"] == "insufficient_scope"
+    assert params["scope"] == "mcp"
+    assert params["resource_metadata"] == (
+        f"{live_url}/.well-known/oauth-protected-resource/t/acme/echo/mcp"
+    )
+    assert params["error_description"]
 
 
 def test_a_foreign_host_header_is_refused(live_url, acme, token):

@@ -11,6 +11,8 @@ import httpx
 from tests.support.oauth import Browser
 
 REDIRECT = "https://claude.ai/api/mcp/auth_callback"
+# httpx's 5 s default fails tests on a busy 2-core machine, not on a slow server.
+TIMEOUT = 30
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -30,6 +32,7 @@ class OAuthClient:
     def register(cls, base: str, redirect_uri: str = REDIRECT, method: str = "none"):
         response = httpx.post(
             f"{base}/register",
+            timeout=TIMEOUT,
             json={
                 "client_name": "Test client",
                 "redirect_uris": [redirect_uri],
@@ -88,11 +91,11 @@ class OAuthClient:
         }
         if resource:
             data["resource"] = resource
-        return httpx.post(f"{self.base}/token", data=self._auth(data))
+        return httpx.post(f"{self.base}/token", data=self._auth(data), timeout=TIMEOUT)
 
     def refresh(self, refresh_token: str) -> httpx.Response:
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        return httpx.post(f"{self.base}/token", data=self._auth(data))
+        return httpx.post(f"{self.base}/token", data=self._auth(data), timeout=TIMEOUT)
 
     def tokens(self, browser: Browser, resource: str | None) -> dict:
         code, verifier = self.code_for(browser, resource)
@@ -112,6 +115,7 @@ def mcp_post(url: str, token: str | None, payload=None, headers=None, **kwargs) 
     payload = (
         payload if payload is not None else {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     )
+    kwargs.setdefault("timeout", TIMEOUT)
     if isinstance(payload, (bytes, str)):
         return httpx.post(
             url, content=payload, headers={**headers, "Content-Type": "application/json"}, **kwargs
