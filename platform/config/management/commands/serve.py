@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from config.env import kept_secret
+from config.env import env, kept_secret
 from connectors.base import EmbeddedSetup, all_kinds
 
 
@@ -177,7 +177,7 @@ def _readable_password() -> str:
 
 
 def _public_url_configured() -> bool:
-    return bool(os.environ.get("PUBLIC_URL") or os.environ.get("PUBLIC_URL_FILE"))
+    return bool(env("PUBLIC_URL"))  # set, or read from PUBLIC_URL_FILE
 
 
 def _free_port() -> int:
