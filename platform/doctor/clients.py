@@ -264,6 +264,9 @@ def check_cors_preflight(findings: Findings) -> Verdict:
         if headers:
             request_headers["Access-Control-Request-Headers"] = headers
         response = send(findings.http, "OPTIONS", url, headers=request_headers).response
+        if url == findings.url and _origin_refused(response):
+            answered.append(f"{label} (refuses Origin {BROWSER_ORIGIN}: {ORIGIN_LIST})")
+            continue
         problem = _preflight_problem(response, headers)
         if problem:
             problems.append(f"{label} ({url}): {problem}")
@@ -277,6 +280,18 @@ def check_cors_preflight(findings: Findings) -> Verdict:
             "Access-Control-Allow-Headers: Authorization, Content-Type, Mcp-Protocol-Version.",
         )
     return passed(f"preflights answered for {', '.join(answered)} (Origin {BROWSER_ORIGIN})")
+
+
+# The MCP transport's defence against DNS rebinding: a server MUST answer 403 to an Origin it
+# does not accept. That is the operator's list, not a CORS mistake.
+ORIGIN_LIST = (
+    "the server accepts only the browser origins its operator lists; a client served from "
+    "another origin needs it added there"
+)
+
+
+def _origin_refused(response) -> bool:
+    return response is not None and response.status_code == 403
 
 
 def _preflight_problem(response, requested_headers: str) -> str:
@@ -312,6 +327,8 @@ def check_cors_401(findings: Findings) -> Verdict:
     response = exchange.response
     if response is None:
         return warned("no answer to the POST with an Origin header", "Check the server's logs.")
+    if _origin_refused(response):
+        return passed(f"HTTP 403 for Origin {BROWSER_ORIGIN}: {ORIGIN_LIST}")
     allowed_origin = response.headers.get("access-control-allow-origin", "")
     exposed = {
         h.strip().lower()

@@ -48,6 +48,19 @@ def test_every_step_passes_against_the_platform_and_nothing_is_left(live_url, ac
     assert by_name["issuer"].detail.startswith(f"issuer {live_url} ")
     assert "redirects to the sign-in page" in by_name["authorize"].detail
     assert "deleted the 3 test registration(s) (RFC 7592)" in by_name["cleanup"].detail
+    # A browser origin the platform does not list is refused (403): the doctor says so.
+    assert "HTTP 403 for Origin http://localhost:6274" in by_name["cors_401"].detail
+    assert "refuses Origin http://localhost:6274" in by_name["cors_preflight"].detail
+
+
+def test_cors_steps_see_the_headers_when_the_browser_origin_is_allowed(live_url, acme, settings):
+    settings.EXTRA_ALLOWED_ORIGINS = ["http://localhost:6274"]
+
+    by_name = {step.name: step for step in run_checks(acme["connector"].url)}
+
+    assert by_name["cors_401"].status == Status.PASS
+    assert "Access-Control-Allow-Origin *" in by_name["cors_401"].detail
+    assert "refuses" not in by_name["cors_preflight"].detail
     # The doctor registered three clients (the trace says so) and removed them again.
     registered = Event.objects.filter(kind="oauth.register", status_code=201)
     assert registered.count() == 3
