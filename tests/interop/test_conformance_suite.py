@@ -8,6 +8,8 @@ Failures the platform is known to have are listed with their reasons in
 and on any listed one that passes.
 """
 
+import warnings
+
 import pytest
 
 from tests.support.flow import OAuthClient
@@ -58,13 +60,23 @@ def run_suite(live_url: str, url: str, args: list[str], baseline, output_dir):
     )
 
 
+def verdict(result) -> str:
+    """The failing scenarios and the suite's closing summary (baseline verdicts included)."""
+    failing = [line for line in result.stdout.splitlines() if "✗" in line]
+    summary = result.stdout[result.stdout.find("Total:") :] or result.stdout[-4000:]
+    return "\n".join([*failing, summary, result.stderr[-2000:]])
+
+
 @pytest.mark.parametrize("revision", RUNS)
 def test_server_scenarios_through_the_gateway(live_url, conformance_url, revision, tmp_path):
     baseline = SUITE / f"baseline-{revision}.yml"
-    result = run_suite(live_url, conformance_url, RUNS[revision], baseline, tmp_path)
-    failing = [line for line in result.stdout.splitlines() if "✗" in line]
-    summary = result.stdout[result.stdout.find("Total:") :] or result.stdout[-4000:]
-    assert result.returncode == 0, "\n".join([*failing, summary, result.stderr[-2000:]])
+    result = run_suite(live_url, conformance_url, RUNS[revision], baseline, tmp_path / "1")
+    if result.returncode != 0:
+        # A few checks wait for notifications with short timeouts, which a loaded 2-core
+        # machine can miss; a regression fails the second run too. The first one is reported.
+        warnings.warn(f"conformance run failed once, retried:\n{verdict(result)}", stacklevel=1)
+        result = run_suite(live_url, conformance_url, RUNS[revision], baseline, tmp_path / "2")
+    assert result.returncode == 0, verdict(result)
     assert "Total:" in result.stdout, result.stdout[-2000:]
 
 
