@@ -62,30 +62,26 @@ def application_type_problem(data: dict) -> str | None:
     """Why the redirect URIs do not fit the declared ``application_type``, or None.
 
     OpenID Connect Dynamic Registration, which the 2026-07-28 revision asks DCR clients to
-    follow: a "web" client redirects to https hosts only; a "native" one to a custom scheme or
-    a loopback address. A client that declares nothing is not checked (earlier revisions never
-    sent it).
+    follow: a "web" client redirects to https hosts, never to loopback or a custom scheme. A
+    "native" one is not held to loopback and custom schemes only: the official SDKs send
+    "native" by default whatever their redirect URIs are (an https host included), and refusing
+    those would fail their whole registration. A client that declares nothing is not checked.
     """
     if "application_type" not in data:
         return None
     kind = data["application_type"]
     if kind not in ("web", "native"):
         return f'application_type must be "web" or "native", not {kind!r}'
+    if kind == "native":
+        return None
     for uri in data.get("redirect_uris") or []:
         if not isinstance(uri, str):
             continue
         parts = urlsplit(uri)
-        loopback = parts.scheme in ("http", "https") and parts.hostname in LOOPBACK_HOSTS
-        custom = parts.scheme not in ("http", "https")
-        if kind == "web" and (loopback or custom):
+        if parts.scheme not in ("http", "https") or parts.hostname in LOOPBACK_HOSTS:
             return (
                 f'{uri}: a "web" client redirects to https hosts only; register loopback and '
                 'custom-scheme redirect URIs with application_type "native"'
-            )
-        if kind == "native" and not (loopback or custom):
-            return (
-                f'{uri}: a "native" client redirects to a custom scheme or a loopback address; '
-                'register https redirect URIs with application_type "web"'
             )
     return None
 

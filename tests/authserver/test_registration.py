@@ -186,6 +186,14 @@ SHAPES = {
         "token_endpoint_auth_method": "none",
         **CODE_ONLY,
     },
+    # The python SDK's OAuth client says "native" whatever its redirect URIs are.
+    "sdk-default-native-with-https": {
+        "client_name": "SDK client",
+        "application_type": "native",
+        "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+        "token_endpoint_auth_method": "none",
+        **CODE_ONLY,
+    },
     "secret-basic": {
         "client_name": "Basic-auth client",
         "redirect_uris": ["https://basic.example.com/cb"],
@@ -403,7 +411,7 @@ REFUSALS = {
         "invalid_client_metadata",
     ),
     # application_type (OIDC registration, asked of DCR clients by 2026-07-28) must fit the
-    # redirect URIs: web clients redirect to https hosts, native ones to loopback or a scheme.
+    # redirect URIs: a web client redirects to https hosts only.
     "web-app-with-loopback-redirect": (
         json.dumps(
             {**VALID, "application_type": "web", "redirect_uris": ["http://127.0.0.1:3000/cb"]}
@@ -414,10 +422,6 @@ REFUSALS = {
         json.dumps(
             {**VALID, "application_type": "web", "redirect_uris": ["cursor://x/oauth/callback"]}
         ).encode(),
-        "invalid_redirect_uri",
-    ),
-    "native-app-with-https-host": (
-        json.dumps({**VALID, "application_type": "native"}).encode(),
         "invalid_redirect_uri",
     ),
     "unknown-application-type": (
