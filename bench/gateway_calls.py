@@ -241,7 +241,7 @@ def main() -> None:
         gateway(args, workdir, python, script)
 
 
-def gateway(args, workdir: Path, python: str, script: Path) -> None:
+def gateway(args, workdir: Path, python: str, script: Path, name: str = "platform gateway") -> None:
     """The platform, with a member's real token for the echo connector."""
     port = free_port()
     slug = f"gw{os.getpid()}"
@@ -294,7 +294,7 @@ def gateway(args, workdir: Path, python: str, script: Path) -> None:
 
         client = OAuthClient.register(f"http://127.0.0.1:{port}")
         token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
-        measure("platform gateway", url, token, web, args, script, db=bool(args.database_url))
+        measure(name, url, token, web, args, script, db=bool(args.database_url))
     finally:
         web.terminate()
         web.wait()

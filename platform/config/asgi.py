@@ -2,6 +2,8 @@
 
 import os
 
+from asgiref.sync import sync_to_async
+from django.core import checks
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -9,6 +11,14 @@ django_application = get_asgi_application()
 
 from config.proxy import TrustedProxyHeaders  # noqa: E402  (needs Django set up first)
 from gateway.asgi import Gateway  # noqa: E402
+
+
+def serious_check_messages() -> str:
+    """The errors of Django's system checks (as ``manage.py check`` runs them), one a line."""
+    errors = [m for m in checks.run_checks() if m.is_serious() and not m.is_silenced()]
+    return "\n".join(
+        f"{m.id}: {m.msg} HINT: {m.hint}" if m.hint else f"{m.id}: {m.msg}" for m in errors
+    )
 
 
 class PlatformApplication:
@@ -33,6 +43,11 @@ class PlatformApplication:
         # session managers for a mounted app: they are entered here, once per process.
         message = await receive()
         assert message["type"] == "lifespan.startup"
+        if problems := await sync_to_async(serious_check_messages)():
+            # The system checks `migrate` runs (bad keys, no mail server): a process that
+            # starts anyway would fail later, and quietly. uvicorn exits; the health check fails.
+            await send({"type": "lifespan.startup.failed", "message": problems})
+            return
         try:
             context = self.gateway.lifespan()
             await context.__aenter__()

@@ -130,9 +130,21 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'platform.sqlite3'}"
-DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))
-}
+# No persistent connections (CONN_MAX_AGE=0): under ASGI each request runs in a thread of its
+# own, so a connection kept open "for the next request" is never reused and never closed.
+# PostgreSQL gets a pool per process instead (psycopg_pool): closing a connection hands it back,
+# so requests, gateway threads and Celery tasks reuse connections and one process never holds
+# more than DB_POOL_SIZE. Size it against max_connections (README, "Database connections").
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+DB_POOL_SIZE = envint("DB_POOL_SIZE", 8)
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_POOL_SIZE > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": envint("DB_POOL_TIMEOUT", 10),  # seconds a caller waits for a free one
+    }
+    # The pool hands out only connections that answer (a restarted PostgreSQL closes them all).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The file holds every tenant's data: readable by this user only (SQLite gives its -wal
     # and -shm files the database file's mode).
@@ -141,7 +153,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         if _sqlite_file.parent == VAR_DIR:
             private_dir(VAR_DIR)
         private_file(_sqlite_file)
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     # IMMEDIATE transactions take the write lock up front, so concurrent writers wait
     # (up to the timeout) instead of failing with "database is locked" mid-transaction.
     DATABASES["default"]["OPTIONS"] = {
@@ -319,11 +330,15 @@ EMAIL_BACKEND = env(
     if EMBEDDED
     else "django.core.mail.backends.smtp.EmailBackend",
 )
-EMAIL_HOST = env("EMAIL_HOST", "localhost")
+# No default mail server in production (a container has none on localhost): the system check
+# upstream.E003 refuses to start without EMAIL_HOST while the backend is SMTP.
+EMAIL_HOST = env("EMAIL_HOST", "localhost" if EMBEDDED else "") or ""
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "") or ""
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "") or ""
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+# Seconds one SMTP conversation may take; a send that fails is retried by the next sweep.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", f"connectors@{_public.hostname}")
 

@@ -10,9 +10,9 @@ import threading
 import time
 from collections import defaultdict
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
+from config.db import db_sync_to_async
 from events.models import Event
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def event_record_for_request(request, **fields) -> Event | None:
     )
 
 
-aevent_record = sync_to_async(event_record, thread_sensitive=False)
+aevent_record = db_sync_to_async(event_record)
 
 
 class CallCounter:

@@ -8,13 +8,13 @@ import time
 from collections import OrderedDict
 
 import anyio
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
+from config.db import db_sync_to_async
 from config.logging import request_id_from, request_id_var
 from connectors.base import SCOPE_KEY, ToolContext, all_kinds, get_kind, shared_http
 from events.models import Event
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
 COUNTER_FLUSH_SECONDS = 60
 
-_check = sync_to_async(bearer_check, thread_sensitive=False)
+_check = db_sync_to_async(bearer_check)
 
 
 def resource_metadata_url(tenant: str, connector: str) -> str:
@@ -88,12 +88,12 @@ class Gateway:
                     yield
                 finally:
                     tg.cancel_scope.cancel()
-        await sync_to_async(call_counter.flush, thread_sensitive=False)()
+        await db_sync_to_async(call_counter.flush)()
 
     async def _flush_counts_forever(self) -> None:
         while True:
             await anyio.sleep(COUNTER_FLUSH_SECONDS)
-            await sync_to_async(call_counter.flush, thread_sensitive=False)()
+            await db_sync_to_async(call_counter.flush)()
 
     @staticmethod
     def matches(path: str) -> bool:

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import close_old_connections
 from django.db.models import OuterRef, Subquery
 from oauth2_provider.models import AccessToken
 
@@ -37,11 +36,8 @@ class BearerCheck:
 def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> BearerCheck | None:
     """Look up the connector and, when given, the token and its user's membership.
 
-    Returns None when the connector does not exist. Runs in a worker thread: it closes
-    connections that are too old or broken first, since MCP requests never pass through
-    Django's request_started/finished signals.
+    Returns None when the connector does not exist.
     """
-    close_old_connections()
     checksum = hashlib.sha256(token.encode()).hexdigest() if token else ""
     tokens = AccessToken.objects.filter(token_checksum=checksum)
     token_user = Subquery(tokens.values("user_id")[:1])

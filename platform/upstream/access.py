@@ -7,8 +7,7 @@ minute. Every write goes through upstream.services.
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
-
+from config.db import db_sync_to_async
 from connectors.base import (
     UpstreamAccess,
     UpstreamNotConnected,
@@ -72,7 +71,7 @@ class ConnectionHandle:
         )
 
     async def access(self, *, force_refresh: bool = False) -> UpstreamAccess:
-        return await sync_to_async(self._access, thread_sensitive=False)(force_refresh)
+        return await db_sync_to_async(self._access)(force_refresh)
 
     def _mark_reauth(self, reason: str) -> None:
         connection_id = self._connection_id
@@ -84,7 +83,7 @@ class ConnectionHandle:
         upstream_connection_mark_reauth(connection_id=connection_id, reason=reason)
 
     async def mark_reauth(self, reason: str) -> None:
-        await sync_to_async(self._mark_reauth, thread_sensitive=False)(reason)
+        await db_sync_to_async(self._mark_reauth)(reason)
 
     def _status(self) -> UpstreamStatus:
         connection = self._connection()
@@ -103,4 +102,4 @@ class ConnectionHandle:
         )
 
     async def status(self) -> UpstreamStatus:
-        return await sync_to_async(self._status, thread_sensitive=False)()
+        return await db_sync_to_async(self._status)()

@@ -6,4 +6,4 @@ class UpstreamConfig(AppConfig):
     verbose_name = "Upstream connections"
 
     def ready(self) -> None:
-        from upstream import signals  # noqa: F401  (connects the receivers)
+        from upstream import checks, signals  # noqa: F401  (registers checks and receivers)

@@ -11,20 +11,29 @@ class UndecryptableToken(Exception):
     """A stored token cannot be decrypted with any configured key (a key was removed)."""
 
 
+def keys_load(keys) -> MultiFernet:
+    """The keys as one MultiFernet, newest first; ImproperlyConfigured names a bad one."""
+    return _fernet(tuple(keys))
+
+
 @cache
 def _fernet(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:
         raise ImproperlyConfigured("UPSTREAM_ENCRYPTION_KEYS is empty")
-    try:
-        return MultiFernet([Fernet(key) for key in keys])
-    except ValueError as exc:
-        raise ImproperlyConfigured(
-            "UPSTREAM_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64 bytes each)"
-        ) from exc
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"UPSTREAM_ENCRYPTION_KEYS: key {position} of {len(keys)} is not a Fernet key "
+                "(32 url-safe base64 bytes)"
+            ) from None
+    return MultiFernet(fernets)
 
 
 def _current() -> MultiFernet:
-    return _fernet(tuple(settings.UPSTREAM_ENCRYPTION_KEYS))
+    return keys_load(settings.UPSTREAM_ENCRYPTION_KEYS)
 
 
 def encrypt(value: str) -> str:

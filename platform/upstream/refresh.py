@@ -22,7 +22,7 @@ from events.models import Event
 from events.services import event_record
 from upstream import clock, crypto
 from upstream.models import UpstreamConnection
-from upstream.services import provider_for, token_fields, upstream_connection_notify_reauth
+from upstream.services import provider_for, token_fields, upstream_connection_reauth_needed
 
 log = logging.getLogger(__name__)
 Status = UpstreamConnection.Status
@@ -111,7 +111,7 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
     except UpstreamReauthRequired as exc:
         _finish(connection_id, owner, status=Status.NEEDS_REAUTH, last_error=str(exc)[:500])
         _record_refresh(connection, Event.Outcome.ERROR, started, str(exc), reauth=True)
-        upstream_connection_notify_reauth(connection_id=connection_id)
+        upstream_connection_reauth_needed(connection_id=connection_id)
         raise
     except UpstreamUnavailable as exc:
         _finish(

@@ -96,7 +96,7 @@ def upstream_connection_mark_reauth(*, connection_id: int, reason: str) -> bool:
         .update(status=Status.NEEDS_REAUTH, last_error=reason[:500])
     )
     if marked:
-        upstream_connection_notify_reauth(connection_id=connection_id)
+        upstream_connection_reauth_needed(connection_id=connection_id)
     return marked == 1
 
 
@@ -158,38 +158,47 @@ def connector_connect_url(connector_id: int) -> str:
 
 
 def upstream_connection_notify_reauth(*, connection_id: int) -> bool:
-    """Email the tenant's admins, once per loss, that the connection needs a reconnect."""
+    """Email the tenant's admins that the connection needs a reconnect, once per loss.
+
+    The connection is marked as told only once the mail server took the message: a failed send
+    raises and leaves it unmarked, so the next sweep tries again. The row stays locked while
+    sending, and a concurrent sender skips it, so a notice is never sent twice. Returns whether
+    this call told them.
+    """
     from django.core.mail import send_mail
 
     from tenants.models import Membership
 
-    claimed = UpstreamConnection.objects.filter(
-        pk=connection_id, reauth_notified_at__isnull=True
-    ).update(reauth_notified_at=clock.now())
-    if not claimed:
-        return False
-    connection = UpstreamConnection.objects.select_related("connector__tenant", "user").get(
-        pk=connection_id
-    )
-    connector = connection.connector
-    admins = list(
-        Membership.objects.filter(tenant=connector.tenant, role=Membership.Role.ADMIN)
-        .exclude(user__email="")
-        .values_list("user__email", flat=True)
-    )
-    whose = f"{connection.user.username}'s" if connection.user else "The shared"
-    kind = get_kind(connector.kind)
-    if admins:
-        send_mail(
-            subject=f"[{connector.tenant.name}] {kind.title} needs to be reconnected",
-            message=(
-                f"{whose} {kind.title} connection of the connector {connector.display_name} "
-                f"({connector.url}) stopped working: {connection.last_error or 'the grant ended'}."
-                f"\n\nReconnect it here: {reconnect_url(connection)}\n"
-            ),
-            from_email=None,
-            recipient_list=admins,
+    with transaction.atomic():
+        connection = (
+            UpstreamConnection.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("connector__tenant", "user")
+            .filter(pk=connection_id, status=Status.NEEDS_REAUTH, reauth_notified_at__isnull=True)
+            .first()
         )
+        if connection is None:
+            return False
+        connector = connection.connector
+        admins = list(
+            Membership.objects.filter(tenant=connector.tenant, role=Membership.Role.ADMIN)
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
+        )
+        whose = f"{connection.user.username}'s" if connection.user else "The shared"
+        kind = get_kind(connector.kind)
+        if admins:
+            send_mail(
+                subject=f"[{connector.tenant.name}] {kind.title} needs to be reconnected",
+                message=(
+                    f"{whose} {kind.title} connection of the connector {connector.display_name} "
+                    f"({connector.url}) stopped working: "
+                    f"{connection.last_error or 'the grant ended'}."
+                    f"\n\nReconnect it here: {reconnect_url(connection)}\n"
+                ),
+                from_email=None,
+                recipient_list=admins,
+            )
+        UpstreamConnection.objects.filter(pk=connection_id).update(reauth_notified_at=clock.now())
     event_record(
         kind="upstream.reauth_notified",
         connector=connector,
@@ -197,6 +206,22 @@ def upstream_connection_notify_reauth(*, connection_id: int) -> bool:
         detail={"connection_id": connection_id, "emailed": len(admins)},
     )
     return True
+
+
+def upstream_connection_reauth_needed(*, connection_id: int) -> None:
+    """The grant is gone: the admins are told by a task once this transaction commits."""
+    from upstream.tasks import upstream_notify_reauth
+
+    transaction.on_commit(lambda: upstream_notify_reauth.delay(connection_id))
+
+
+def upstream_connections_awaiting_notice() -> list[int]:
+    """Connections that need a reconnect whose admins have not been told yet."""
+    return list(
+        UpstreamConnection.objects.filter(
+            status=Status.NEEDS_REAUTH, reauth_notified_at__isnull=True
+        ).values_list("pk", flat=True)
+    )
 
 
 def upstream_connections_end_for_member(*, user_id: int, tenant_id: int | None = None) -> int:

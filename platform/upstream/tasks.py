@@ -11,6 +11,10 @@ from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.services import event_record
 from upstream.models import UpstreamConnection
 from upstream.refresh import upstream_connection_refresh, upstream_connections_claim_due
+from upstream.services import (
+    upstream_connection_notify_reauth,
+    upstream_connections_awaiting_notice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,27 @@ def upstream_refresh(self, connection_id: int) -> None:
 
 
 @shared_task
+def upstream_notify_reauth(connection_id: int) -> None:
+    """Tell the admins a connection needs a reconnect. A failed send is not retried here: the
+    connection stays unmarked, and every sweep queues it again until a send succeeds."""
+    try:
+        upstream_connection_notify_reauth(connection_id=connection_id)
+    except Exception as exc:  # SMTP refused, timed out, unreachable, or any backend's error
+        log.warning(
+            "reconnect notice not sent; the next sweep retries it",
+            extra={"connection_id": connection_id, "error": f"{exc.__class__.__name__}: {exc}"},
+        )
+
+
+@shared_task
 def upstream_sweep() -> int:
-    """Enqueue one refresh per due connection; records when the sweep last ran."""
+    """Enqueue one refresh per due connection, and the reconnect notices not sent yet; records
+    when the sweep last ran."""
     ids = upstream_connections_claim_due()
     for connection_id in ids:
         transaction.on_commit(lambda pk=connection_id: upstream_refresh.delay(pk))
+    for connection_id in upstream_connections_awaiting_notice():
+        transaction.on_commit(lambda pk=connection_id: upstream_notify_reauth.delay(pk))
     # The sweep's own heartbeat: /readyz and the dashboard read the newest one.
     event_record(kind="upstream.sweep", detail={"enqueued": len(ids)})
     return len(ids)
