@@ -2,12 +2,16 @@
 # one-shot migrate; docker-compose.yml runs them. Build: docker compose build (or docker build .).
 
 ARG PYTHON_VERSION=3.12
+# The platform's version, the image's tag (compose passes PLATFORM_VERSION from .env).
+ARG PLATFORM_VERSION=local
 
 # --- build: dependencies and the project into /app/.venv, static files into /app/var/static ----
 FROM python:${PYTHON_VERSION}-slim AS build
 
-# uv from PyPI; Python is this image's own, never a downloaded build.
-RUN pip install --no-cache-dir uv
+# uv from PyPI, pinned (a new uv release cannot change how the image builds); Python is this
+# image's own, never a downloaded build.
+ARG UV_VERSION=0.13.9
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -29,12 +33,18 @@ RUN uv sync --frozen --no-dev \
 
 # Static files are part of the image (WhiteNoise serves them). Production settings refuse to
 # load without secrets: this one command gets throwaway values, which no container ever sees.
+# Database and broker URLs too (nothing connects), so that no SQLite file, broker folder or
+# private (0700) /app/var is left in the image.
 RUN PLATFORM_ENV=production VAR_DIR=/app/var \
     SECRET_KEY=collectstatic-only UPSTREAM_ENCRYPTION_KEYS=collectstatic-only \
+    DATABASE_URL=postgres://collectstatic-only/none REDIS_URL=redis://collectstatic-only \
     .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 
 # --- runtime -------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS runtime
+ARG PLATFORM_VERSION
+LABEL org.opencontainers.image.title="mcp-connector-platform" \
+      org.opencontainers.image.version="${PLATFORM_VERSION}"
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app

@@ -25,7 +25,7 @@ HEALTHCHECK_SCRIPT = ROOT / "deploy" / "healthcheck.py"
 
 APP_SERVICES = ("migrate", "web", "worker", "beat")
 # Variables docker compose itself reads from .env (not interpolated into the file).
-COMPOSE_OWN_VARIABLES = {"COMPOSE_PROFILES"}
+COMPOSE_OWN_VARIABLES = {"COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME"}
 # Variables uvicorn reads in the web container (its worker count).
 READ_BY_UVICORN = {"WEB_CONCURRENCY"}
 

@@ -121,8 +121,6 @@ def test_server_connections_stay_bounded_under_load(tmp_path, compose_database):
         "PUBLIC_URL": base,
         "SECRET_KEY": secrets.token_urlsafe(50),
         "UPSTREAM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "POSTGRES_PASSWORD": "unused-here",
-        "DOMAIN": "127.0.0.1",
         "DATABASE_URL": compose_database,
         "REDIS_URL": REDIS_URL,
         "CACHE_REDIS_URL": os.environ.get("CACHE_REDIS_URL", REDIS_URL),

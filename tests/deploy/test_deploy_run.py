@@ -41,10 +41,8 @@ def test_compose_commands_run_the_platform(tmp_path, compose_database, compose_r
     dotenv = {
         # What an operator's .env holds (see .env.example), for this machine.
         "PUBLIC_URL": base,
-        "DOMAIN": "127.0.0.1",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "UPSTREAM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "POSTGRES_PASSWORD": "unused-here",
         "DATABASE_URL": compose_database,
         "REDIS_URL": broker,
         "CACHE_REDIS_URL": cache,

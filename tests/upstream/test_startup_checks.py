@@ -102,8 +102,6 @@ def test_migrate_refuses_bad_keys_and_no_mail_server(tmp_path):
         "SECRET_KEY": "s" * 50,
         "UPSTREAM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "EMAIL_HOST": "smtp.example.com",
-        "POSTGRES_PASSWORD": "unused",
-        "DOMAIN": "connectors.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'platform.sqlite3'}",
     }
     cases = {
