@@ -8,9 +8,11 @@ current ones); with the new key alone the platform refuses to start, naming the 
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.deploy.deployment import (
@@ -22,7 +24,11 @@ from tests.deploy.deployment import (
     scratch_database,
 )
 
-pytestmark = [needs_postgres, needs_redis]
+pytestmark = [
+    needs_postgres,
+    needs_redis,
+    pytest.mark.skipif(not shutil.which("pg_dump"), reason="needs pg_dump (postgresql-client)"),
+]
 
 BACKUP = ROOT / "deploy" / "backup.py"
 STORE = """
