@@ -391,3 +391,17 @@ def test_forwarded_headers_are_believed_from_the_compose_proxy_only(services):
     assert caddy in subnet and caddy not in dynamic
     for name in APP_SERVICES:
         assert services[name]["environment"]["FORWARDED_ALLOW_IPS"] == str(caddy), name
+
+
+def test_key_rotation_steps_restart_the_services_before_reencrypting():
+    """Re-encrypting while running services know only the old key would leave the worker unable
+    to read what it wrote: every place that tells the steps restarts first, and drops the old
+    key last."""
+    readme = (ROOT / "README.md").read_text()
+    rotation = readme[readme.index("### Rotating the encryption key") :]
+    dotenv = ENV_EXAMPLE.read_text()
+    setting = dotenv.index("\nUPSTREAM_ENCRYPTION_KEYS=")
+    comment = dotenv[dotenv.rindex("\n\n", 0, setting) : setting]
+    for text, last in ((comment, "drop the old key"), (rotation, "Remove the old key")):
+        steps = [text.find(s) for s in ("new key first", "up -d", "upstream_reencrypt", last)]
+        assert -1 not in steps and steps == sorted(steps), (steps, text[:700])
