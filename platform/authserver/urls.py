@@ -13,6 +13,11 @@ app_name = "oauth2_provider"
 
 urlpatterns = [
     path("authorize", views.AuthorizeView.as_view(), name="authorize"),
+    path(
+        "authorize/resume/<str:authorization_id>",
+        views.ResumeAuthorizationView.as_view(),
+        name="authorize-resume",
+    ),
     path("token", views.TracedTokenView.as_view(), name="token"),
     path("register", RegisterView.as_view(), name="dcr-register"),
     path(

@@ -10,7 +10,8 @@ from urllib.parse import urlencode, urlsplit
 from django.conf import settings
 from django.db import transaction
 from django.http import JsonResponse, QueryDict
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
 from django.views.decorators.csrf import csrf_exempt
@@ -31,12 +32,17 @@ from authserver.consent import (
     redirect_hosts,
 )
 from authserver.limits import limit_hit, limit_reached
-from authserver.upstream_hop import upstream_hop
+from authserver.resume import awaiting_keep, awaiting_take
 from authserver.validator import authenticated_client
 from events.models import Event
 from events.services import client_address, event_record_for_request
 from tenants.models import Connector
-from tenants.selectors import connector_from_url, connectors_usable_by, membership_for
+from tenants.selectors import (
+    connector_from_url,
+    connector_holds_upstream,
+    connectors_usable_by,
+    membership_for,
+)
 
 PENDING_KEY = "pending_authorizations"
 MAX_PENDING = 10
@@ -255,14 +261,14 @@ class AuthorizeView(BaseAuthorizationView):
         return None
 
     def complete(self, request, pending, connector, *, after_hop: bool = False):
-        """After consent: the upstream hop when the connector needs one, then the code."""
+        """After consent: the upstream hop when the connector holds upstream connections (the
+        upstream app hands the authorization back to the resume URL), then the code."""
         application = Application.objects.filter(client_id=pending["client_id"]).first()
         if application is None:
             return _unknown_client(request)
-        if not after_hop:
-            first = upstream_hop(request, connector, pending)
-            if first is not None:
-                return first
+        if not after_hop and connector_holds_upstream(connector):
+            authorization_id = awaiting_keep(request, {**pending, "connector_id": connector.pk})
+            return redirect(reverse("upstream-hop", args=[authorization_id]))
         credentials = {
             key: pending[key]
             for key in (
@@ -336,13 +342,45 @@ class AuthorizeView(BaseAuthorizationView):
         )
 
 
+@method_decorator(no_append_slash, name="dispatch")
+class ResumeAuthorizationView(AuthorizeView):
+    """``/authorize/resume/<authorization>``: continue an authorization the upstream hop has
+    handed back (once); anything else is refused with a page."""
+
+    def get(self, request, authorization_id: str, *args, **kwargs):
+        taken = awaiting_take(request, authorization_id)
+        if taken is None:
+            return _page(
+                request,
+                "This authorization cannot be resumed",
+                "It was already completed, has expired, or its upstream sign-in has not "
+                "finished. Start the connection again from your client.",
+                400,
+            )
+        pending, outcome = taken
+        if outcome.get("denied"):
+            return client_redirect_error(pending, "access_denied", outcome["denied"])
+        connector = (
+            Connector.objects.select_related("tenant").filter(pk=pending["connector_id"]).first()
+        )
+        if connector is None:
+            return _page(request, "Connector removed", "This connector no longer exists.", 400)
+        refusal = self._refusal(request, connector)
+        if refusal:
+            return refusal
+        return self.complete(request, pending, connector, after_hop=True)
+
+    def post(self, request, *args, **kwargs):
+        return _page(request, "Not allowed", "This address only continues a sign-in.", 405)
+
+
 def _unknown_client(request):
     return _page(request, "Unknown client", "This client registration no longer exists.", 400)
 
 
 def _authorize_request(request):
-    """The request oauthlib re-parses when it issues the code. After the upstream hop this is
-    the provider's callback, whose own code and state must not be mistaken for the client's."""
+    """The request oauthlib re-parses when it issues the code: what it grants comes from the
+    pending authorization only, never from this request's query string."""
     if not request.GET:
         return request
     clean = copy(request)

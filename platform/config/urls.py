@@ -1,10 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from authserver.upstream_hop import upstream_callback
 from config import health
 from tenants.signin import AdminSignInForm, SignInForm
 
@@ -19,11 +17,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path(
-        "upstream/<slug:provider>/callback",
-        login_required(upstream_callback),
-        name="upstream-callback",
-    ),
+    path("upstream/", include("upstream.urls")),
     path(
         "accounts/set-password/<uidb64>/<token>/",
         auth_views.PasswordResetConfirmView.as_view(

@@ -14,7 +14,6 @@ from oauth2_provider.models import Application
 
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke
-from authserver.upstream_hop import upstream_hop_start
 from connectors.base import get_kind
 from dashboard.forms import (
     ConnectorCreateForm,
@@ -36,7 +35,7 @@ from tenants.access import (
     tenants_visible_to,
 )
 from tenants.models import Connector, Membership
-from tenants.selectors import members_of
+from tenants.selectors import connector_holds_upstream, members_of
 from tenants.services import TenantError, connector_create, tenant_create
 from upstream.health import (
     connector_stats,
@@ -46,6 +45,7 @@ from upstream.health import (
 )
 from upstream.models import UpstreamConnection
 from upstream.services import upstream_connection_disconnect, upstream_connection_for
+from upstream.views import upstream_hop_start
 
 __all__ = ["connector_for"]  # kept importable from here for older callers
 
@@ -470,10 +470,10 @@ def connector_connect(request, connector_id: int):
     shared = Connector.objects.filter(pk=connector_id, mode=Connector.Mode.SHARED).exists()
     connector = connector_for(request.user, connector_id, admin=shared)
     kind = get_kind(connector.kind)
-    if kind.upstream is None:
+    if not connector_holds_upstream(connector):
         raise Http404("this connector has no upstream account")
     if request.method == "POST":
-        return upstream_hop_start(request, connector=connector, pending=None)
+        return upstream_hop_start(request, connector=connector, authorization=None)
     return render(
         request,
         "dashboard/connector_connect.html",

@@ -5,6 +5,7 @@ import re
 from django.conf import settings
 from django.db.models import QuerySet
 
+from connectors.base import get_kind
 from tenants.models import Connector, Membership, Tenant
 
 _CONNECTOR_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
@@ -40,6 +41,12 @@ def connector_id_from_resource(resource) -> int | None:
         .values_list("pk", flat=True)
         .first()
     )
+
+
+def connector_holds_upstream(connector: Connector) -> bool:
+    """Whether a member needs an upstream connection to use ``connector`` (its kind holds OAuth
+    tokens at a provider): then ``/authorize`` goes through the upstream hop."""
+    return get_kind(connector.kind).upstream is not None
 
 
 def membership_for(*, user, tenant_id: int) -> Membership | None:

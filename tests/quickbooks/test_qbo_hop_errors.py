@@ -1,7 +1,7 @@
 """The upstream hop's failure paths: each ends in a clear page or an OAuth error to the client,
 never a 500 and never a stored half-connection."""
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -71,10 +71,12 @@ def test_a_state_from_another_browser_is_refused(hop, live_url):
     consent = victim.http.get(authorize_url(hop))
     pending = consent.text.split('name="pending" value="')[1].split('"')[0]
     csrf = victim.http.cookies["csrftoken"]
-    to_intuit = victim.http.post(
+    to_hop = victim.http.post(
         f"{live_url}/authorize",
         data={"csrfmiddlewaretoken": csrf, "pending": pending, "allow": "yes"},
     )
+    assert to_hop.status_code == 302  # to the upstream app's hop, which sends to Intuit
+    to_intuit = victim.http.get(urljoin(live_url, to_hop.headers["location"]))
     assert to_intuit.status_code == 302
     state = parse_qs(urlsplit(to_intuit.headers["location"]).query)["state"][0]
 
@@ -124,3 +126,52 @@ def test_unknown_callback_without_state_is_a_page(live_url, acme):
     browser.sign_in(live_url)
     assert browser.http.get(f"{live_url}/upstream/quickbooks/callback").status_code == 400
     assert httpx.get(f"{live_url}/upstream/quickbooks/callback").status_code == 302  # sign in
+
+
+def _consent(browser, hop, live_url) -> str:
+    """Sign in, consent, and return where /authorize sends the browser next (the hop view)."""
+    browser.sign_in(live_url)
+    consent = browser.http.get(authorize_url(hop))
+    pending = consent.text.split('name="pending" value="')[1].split('"')[0]
+    answer = browser.http.post(
+        f"{live_url}/authorize",
+        data={
+            "csrfmiddlewaretoken": browser.http.cookies["csrftoken"],
+            "pending": pending,
+            "allow": "yes",
+        },
+    )
+    assert answer.status_code == 302
+    return urljoin(live_url, answer.headers["location"])
+
+
+def test_the_callback_hands_back_through_the_resume_url_once(hop, live_url):
+    browser = browser_for(hop)
+    assert "code" in browser.authorize(authorize_url(hop))
+    callback = next(p for p in browser.pages if "/upstream/quickbooks/callback" in str(p.url))
+    assert callback.status_code == 302
+    resume = urljoin(live_url, callback.headers["location"])
+    assert urlsplit(resume).path.startswith("/authorize/resume/")
+    replay = browser.http.get(resume)
+    assert replay.status_code == 400
+    assert "cannot be resumed" in replay.text
+
+
+def test_a_resume_before_the_hop_has_finished_is_refused(hop, live_url):
+    browser = browser_for(hop)
+    hop_url = _consent(browser, hop, live_url)
+    assert urlsplit(hop_url).path.startswith("/upstream/hop/")
+    authorization_id = hop_url.rsplit("/", 1)[1]
+    resume = f"{live_url}/authorize/resume/{authorization_id}"
+    early = browser.http.get(resume)
+    assert early.status_code == 400
+    assert "cannot be resumed" in early.text
+    assert not UpstreamConnection.objects.exists()
+
+    # The refused resume did not spend the authorization: the hop still finishes it, in this
+    # browser only.
+    assert "code" in browser.authorize(hop_url)
+    assert str(browser.pages[-1].url) == resume
+    other = Browser("alice", "alice-pass-123")
+    other.sign_in(live_url)
+    assert other.http.get(resume).status_code == 400
