@@ -3,7 +3,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from api.services import KEY_PREFIX, api_key_check
+from tenants.api_keys import KEY_PREFIX, api_key_check
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

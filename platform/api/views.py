@@ -12,9 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
-from api.models import ApiKey
 from api.pagination import Pagination
-from api.services import api_key_create, api_key_revoke
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke, mcp_token_revoke
 from events.selectors import events_of
@@ -26,6 +24,7 @@ from tenants.access import (
     tenant_access,
     tenants_visible_to,
 )
+from tenants.api_keys import api_key_create, api_key_revoke, api_keys_of
 from tenants.models import Connector, Membership
 from tenants.selectors import members_of
 from tenants.services import (
@@ -77,7 +76,7 @@ class MeView(_Base):
 class ApiKeysView(_Base):
     @extend_schema(responses=s.ApiKeyOut(many=True), summary="Your API keys (never the keys)")
     def get(self, request):
-        return self.paginated(request, ApiKey.objects.filter(user=request.user), s.ApiKeyOut)
+        return self.paginated(request, api_keys_of(request.user), s.ApiKeyOut)
 
     @extend_schema(
         request=s.ApiKeyIn,
@@ -95,7 +94,7 @@ class ApiKeysView(_Base):
 class ApiKeyView(_Base):
     @extend_schema(responses={204: None}, summary="Revoke one of your API keys")
     def delete(self, request, key_id: int):
-        row = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+        row = get_object_or_404(api_keys_of(request.user), pk=key_id)
         api_key_revoke(key=row)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

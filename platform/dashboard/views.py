@@ -34,6 +34,8 @@ from tenants.access import (
     tenant_access,
     tenants_visible_to,
 )
+from tenants.api_keys import api_key_create, api_keys_of
+from tenants.api_keys import api_key_revoke as revoke_api_key
 from tenants.models import Connector, Membership
 from tenants.selectors import connector_holds_upstream, members_of
 from tenants.services import TenantError, connector_create, tenant_create
@@ -430,9 +432,6 @@ def connector_trace(request, connector_id: int):
 @require_http_methods(["GET", "POST"])
 def api_keys(request):
     """Create (the key is shown on this one answer only) and list the user's API keys."""
-    from api.models import ApiKey
-    from api.services import api_key_create
-
     created = None
     if request.method == "POST":
         name = request.POST.get("name", "").strip()
@@ -443,18 +442,15 @@ def api_keys(request):
     return render(
         request,
         "dashboard/api_keys.html",
-        {"keys": ApiKey.objects.filter(user=request.user), "created": created},
+        {"keys": api_keys_of(request.user), "created": created},
     )
 
 
 @login_required
 @require_POST
 def api_key_revoke(request, key_id: int):
-    from api.models import ApiKey
-    from api.services import api_key_revoke as revoke
-
-    key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
-    revoke(key=key)
+    key = get_object_or_404(api_keys_of(request.user), pk=key_id)
+    revoke_api_key(key=key)
     messages.success(request, f"Key {key.prefix}… revoked.")
     return redirect("dashboard-api-keys")
 

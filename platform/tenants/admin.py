@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from tenants.models import Connector, Membership, Tenant
+from tenants.models import ApiKey, Connector, Membership, Tenant
 
 
 class MembershipInline(admin.TabularInline):
@@ -34,3 +34,14 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["tenant", "user", "role"]
     list_filter = ["role"]
     search_fields = ["tenant__slug", "user__username"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Prefix and state only: the digest is useless to a person and stays off the page."""
+
+    list_display = ["prefix", "name", "user", "created", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["prefix", "name", "user__username"]
+    exclude = ["digest"]
+    readonly_fields = ["user", "prefix", "created", "last_used_at"]

@@ -1,4 +1,4 @@
-"""Tenants, their members, and the connectors they host."""
+"""Tenants, their members, the connectors they host, and the members' personal API keys."""
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -85,3 +85,30 @@ def connector_path(tenant_slug: str, connector_slug: str) -> str:
 def connector_url(tenant_slug: str, connector_slug: str) -> str:
     """The URL a user pastes into an MCP client; also the token audience (RFC 8707)."""
     return settings.PUBLIC_URL + connector_path(tenant_slug, connector_slug)
+
+
+class ApiKey(models.Model):
+    """A personal API key: shown once, stored as a visible prefix and an HMAC of the whole key."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    # "mcpk_" and 8 random characters: enough to find the row and to recognise a leaked key.
+    prefix = models.CharField(max_length=16, unique=True)
+    # HMAC-SHA256 of the whole key under SECRET_KEY (hex); the key itself is never stored.
+    digest = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_apikey"  # made by the api app's first migration; the table stayed
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

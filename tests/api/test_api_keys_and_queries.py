@@ -4,10 +4,10 @@ event filters, and validation errors in DRF's shape."""
 import pytest
 from django.utils import timezone
 
-from api.models import ApiKey
-from api.services import api_key_create
 from events.models import Event
 from events.services import event_record
+from tenants.api_keys import api_key_create
+from tenants.models import ApiKey
 from tests.support.world import PASSWORDS
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.

@@ -4,7 +4,7 @@ another tenant's data (nor, for a member, another member's clients)."""
 
 import pytest
 
-from api.services import api_key_create
+from tenants.api_keys import api_key_create
 from tests.support.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, rolled_back
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.

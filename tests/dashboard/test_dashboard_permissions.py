@@ -158,7 +158,7 @@ CASES = [
 
 
 def _path(template: str, world) -> str:
-    from api.services import api_key_create
+    from tenants.api_keys import api_key_create
 
     alice_key, _ = api_key_create(user=world.users["alice"], name="alice's key")
     return template.format(

@@ -1,13 +1,17 @@
-"""API key lifecycle: create (the key is returned once), check, revoke."""
+"""API key lifecycle: create (the key is returned once), check, revoke; a user's keys.
+
+The dashboard's key pages and the API (its authentication and `/api/v1/keys/`) both use these.
+"""
 
 import hashlib
 import hmac
 import secrets
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from api.models import ApiKey
+from tenants.models import ApiKey
 
 KEY_PREFIX = "mcpk_"
 _PREFIX_LENGTH = len(KEY_PREFIX) + 8
@@ -55,3 +59,8 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
     return key
+
+
+def api_keys_of(user) -> QuerySet[ApiKey]:
+    """``user``'s keys, newest first (revoked ones included: they show when it happened)."""
+    return ApiKey.objects.filter(user=user)
