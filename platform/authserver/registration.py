@@ -35,8 +35,9 @@ from oauth2_provider.views.dynamic_client_registration import (
 )
 
 from authserver.limits import limit_hit
+from config.proxy import client_address
 from events.models import Event
-from events.services import client_address, event_record_for_request
+from events.services import event_record_for_request
 
 MAX_REGISTRATION_BYTES = 16 * 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}

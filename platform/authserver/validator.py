@@ -14,8 +14,8 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from authserver.models import RefreshGraceAnswer, TokenAudience, UsedAuthorizationCode
 from authserver.registration import SUPPORTED_GRANT_TYPES
+from config.crypto import decrypt, encrypt
 from tenants.selectors import connector_id_from_resource
-from upstream.crypto import decrypt, encrypt
 
 # The client_id of the client this /token request authenticated as ("" until it has): the
 # token endpoint's trace names a client only once it proved to be that client.

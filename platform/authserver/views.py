@@ -34,8 +34,9 @@ from authserver.consent import (
 from authserver.limits import limit_hit, limit_reached
 from authserver.resume import awaiting_keep, awaiting_take
 from authserver.validator import authenticated_client
+from config.proxy import client_address
 from events.models import Event
-from events.services import client_address, event_record_for_request
+from events.services import event_record_for_request
 from tenants.models import Connector
 from tenants.selectors import (
     connector_from_url,

@@ -11,6 +11,11 @@ from django.conf import settings
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 
+def client_address(request) -> str | None:
+    """The address of the client of a Django request, as the middleware below left it."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
 class TrustedProxyHeaders:
     def __init__(self, app) -> None:
         self.app = app

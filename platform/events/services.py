@@ -13,6 +13,7 @@ from collections import defaultdict
 from django.core.cache import cache
 
 from config.db import db_sync_to_async
+from config.proxy import client_address
 from events.models import Event
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ def _anonymous_event_allowed(connector_id: int | None, ip: str | None) -> bool:
     except ValueError:  # evicted between add and incr
         cache.set(key, 1, ANONYMOUS_EVENT_WINDOW)
         return True
-
-
-def client_address(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def event_record(

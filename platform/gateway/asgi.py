@@ -14,13 +14,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
+from config import crypto
 from config.db import db_sync_to_async
 from config.logging import request_id_from, request_id_var
 from connectors.base import SCOPE_KEY, ToolContext, all_kinds, get_kind, shared_http
 from events.models import Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
-from upstream import crypto
 from upstream.access import ConnectionHandle
 
 log = logging.getLogger(__name__)

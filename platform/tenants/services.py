@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from config import crypto
 from connectors.base import SettingsError, get_kind
 from tenants.models import Connector, Membership, Tenant, slug_validator
-from upstream import crypto
 
 
 class TenantError(ValueError):

@@ -16,7 +16,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from events.services import client_address
+from config.proxy import client_address
 
 
 def _keys(username: str | None, address: str | None) -> list[tuple[str, int]]:

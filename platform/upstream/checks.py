@@ -12,7 +12,7 @@ SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 @checks.register(checks.Tags.security)
 def upstream_encryption_keys_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Every key in UPSTREAM_ENCRYPTION_KEYS is a Fernet key."""
-    from upstream import crypto
+    from config import crypto
 
     try:
         crypto.keys_load(settings.UPSTREAM_ENCRYPTION_KEYS)
@@ -35,7 +35,7 @@ def upstream_tokens_decrypt_check(app_configs, databases=None, **kwargs):
         return []
     from django.db import DatabaseError
 
-    from upstream import crypto
+    from config import crypto
     from upstream.models import UpstreamConnection
 
     try:

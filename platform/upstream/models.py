@@ -30,7 +30,7 @@ class UpstreamConnection(models.Model):
     connected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Fernet tokens (upstream.crypto); never shown anywhere.
+    # Fernet tokens (config.crypto); never shown anywhere.
     access_token_encrypted = models.TextField()
     refresh_token_encrypted = models.TextField()
     access_expires_at = models.DateTimeField()

@@ -17,10 +17,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from config import crypto
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.models import Event
 from events.services import event_record
-from upstream import clock, crypto
+from upstream import clock
 from upstream.models import UpstreamConnection
 from upstream.services import provider_for, token_fields, upstream_connection_reauth_needed
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
+from config import crypto
 from connectors.base import (
     UpstreamProvider,
     UpstreamReauthRequired,
@@ -20,7 +21,7 @@ from connectors.base import (
     get_kind,
 )
 from events.services import event_record
-from upstream import clock, crypto
+from upstream import clock
 from upstream.models import UpstreamConnection
 
 log = logging.getLogger(__name__)

@@ -195,7 +195,7 @@ def test_api_endpoint_answers_each_role(client, world, keys, name, method, path,
 
 
 def test_upstream_tokens_never_appear_in_the_api(client, world, keys):
-    from upstream import crypto
+    from config import crypto
 
     headers = {"Authorization": f"Bearer {keys['olga'][1]}"}
     text = client.get(f"/api/v1/connectors/{world.books.pk}/connections/", headers=headers)

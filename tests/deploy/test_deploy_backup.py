@@ -42,7 +42,7 @@ upstream_connection_store(connector=connector, user=None, provider="quickbooks",
     tokens=UpstreamTokens(access_token="access-1", refresh_token="refresh-1", expires_in=3600))
 """
 READ = """
-from upstream import crypto
+from config import crypto
 from upstream.models import UpstreamConnection
 print(crypto.decrypt(UpstreamConnection.objects.get().refresh_token_encrypted))
 """

@@ -6,10 +6,10 @@ import httpx
 import pytest
 from django.db import connection as db
 
+from config import crypto
 from tests.support.flow import OAuthClient, pkce_pair
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
-from upstream import crypto
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,9 +8,10 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
+from config import crypto
 from connectors.quickbooks import client as qbo
 from tests.support.quickbooks import advance, call
-from upstream import clock, crypto, refresh, services
+from upstream import clock, refresh, services
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)

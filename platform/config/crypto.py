@@ -1,4 +1,6 @@
-"""Encryption at rest for upstream tokens: MultiFernet, newest key first, rotatable."""
+"""Sealing with the upstream encryption keys (``UPSTREAM_ENCRYPTION_KEYS``): MultiFernet, newest
+key first, rotatable. Upstream tokens, connector secrets and the refresh grace answer are stored
+this way. A leaf helper of ``config`` (it imports no app), so any app layer may use it."""
 
 from functools import cache
 
