@@ -37,6 +37,8 @@ from authserver.validator import authenticated_client
 from config.proxy import client_address
 from events.models import Event
 from events.services import event_record_for_request
+from identity.flow import start_url
+from identity.selectors import provider_for_next_url
 from tenants.models import Connector
 from tenants.selectors import (
     connector_from_url,
@@ -62,6 +64,14 @@ class AuthorizeView(BaseAuthorizationView):
     The pending request lives in the signed-in user's session (not in hidden form fields), so
     what the user approved is exactly what was validated.
     """
+
+    def handle_no_permission(self):
+        """Not signed in: a tenant that signs in only through its identity provider sends the
+        person straight there (the connector names the tenant); everyone else signs in here."""
+        provider = provider_for_next_url(self.request.get_full_path())
+        if provider is not None and not provider.local_passwords_allowed:
+            return redirect(start_url(provider, self.request.get_full_path()))
+        return super().handle_no_permission()
 
     def get(self, request, *args, **kwargs):
         try:

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "authserver",
     "gateway",
     "upstream",
+    "identity",
     "dashboard",
     "doctor",
     "rest_framework",
@@ -209,7 +210,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Failed sign-ins counted in the cache per account and per client address (tenants/signin.py);
 # over either limit, sign-in is refused until the window ends.
-AUTHENTICATION_BACKENDS = ["tenants.signin.ThrottledModelBackend"]
+# The throttled backend, which also refuses passwords to members of tenants that sign in only
+# through their identity provider (identity/backends.py).
+AUTHENTICATION_BACKENDS = ["identity.backends.PasswordPolicyBackend"]
 SIGNIN_ACCOUNT_LIMIT = envint("SIGNIN_ACCOUNT_LIMIT", 10)
 SIGNIN_ADDRESS_LIMIT = envint("SIGNIN_ADDRESS_LIMIT", 30)
 SIGNIN_FAILURE_WINDOW = envint("SIGNIN_FAILURE_WINDOW", 900)  # seconds

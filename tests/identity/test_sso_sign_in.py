@@ -1,0 +1,170 @@
+"""Signing in through a tenant's OpenID Connect provider (a real one, on loopback): who gets
+in, with which role, re-applied at every sign-in, and who is refused."""
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from oauth2_provider.models import AccessToken
+
+from identity.models import ExternalIdentity
+from tenants.models import Membership
+from tests.support.idp_process import SsoBrowser
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+User = get_user_model()
+
+
+def _membership(email: str):
+    return Membership.objects.filter(user__email=email, tenant__slug="acme").first()
+
+
+def _signed_in_as(browser: SsoBrowser, base: str) -> str | None:
+    response = browser.http.get(f"{base}/api/v1/me/")
+    return response.json()["username"] if response.status_code == 200 else None
+
+
+def test_first_sign_in_creates_the_account_and_the_membership_with_the_mapped_role(
+    live_url, acme_sso, idp
+):
+    sub = idp.person("dana", email="dana@acme.test", groups=["acme-admins", "everyone"])
+    browser = SsoBrowser(idp, "dana")
+
+    response = browser.sign_in(live_url, "acme", "/dashboard/t/acme/members/")
+
+    assert response.status_code == 302
+    assert response.headers["location"] == "/dashboard/t/acme/members/"
+    assert _signed_in_as(browser, live_url) == "dana@acme.test"
+    membership = _membership("dana@acme.test")
+    assert membership.role == "admin"
+    assert not membership.user.has_usable_password()
+    identity = ExternalIdentity.objects.get(user=membership.user)
+    assert (identity.subject, identity.linked_by) == (sub, "sign_in")
+    # The admin page the person asked for is open to them.
+    assert browser.http.get(f"{live_url}/dashboard/t/acme/members/").status_code == 200
+
+
+def test_each_sign_in_reapplies_the_mapping_and_removal_ends_tokens_and_connections(
+    live_url, acme_sso, idp, quickbooks_on_emulator
+):
+    from tenants.services import connector_create
+
+    idp.person("erin", email="erin@acme.test", groups=["acme-admins"])
+    assert SsoBrowser(idp, "erin").sign_in(live_url, "acme").status_code == 302
+    assert _membership("erin@acme.test").role == "admin"
+
+    idp.person("erin", email="erin@acme.test", groups=["acme-staff"])
+    assert SsoBrowser(idp, "erin").sign_in(live_url, "acme").status_code == 302
+    assert _membership("erin@acme.test").role == "member"
+
+    # Erin uses the tenant meanwhile: an MCP token and her own QuickBooks connection.
+    user = User.objects.get(email="erin@acme.test")
+    books = connector_create(tenant=acme_sso.tenant, kind="quickbooks", slug="books")
+    connection = quickbooks_on_emulator.store_connection(connector=books, user=user)[0]
+    token = _mcp_token(user, acme_sso.tenant.connectors.get(slug="echo"))
+
+    idp.person("erin", email="erin@acme.test", groups=["contractors", "acme-staff"])
+    browser = SsoBrowser(idp, "erin")
+    response = browser.sign_in(live_url, "acme")
+
+    assert response.status_code == 403
+    assert "No access to Acme Inc" in response.text
+    assert _membership("erin@acme.test") is None
+    assert not AccessToken.objects.filter(pk=token.pk).exists()
+    connection.refresh_from_db()
+    assert connection.status == "revoked"
+    assert _signed_in_as(browser, live_url) is None
+
+
+def test_a_person_in_no_allowed_group_is_refused_with_a_clear_page(live_url, acme_sso, idp):
+    idp.person("frank", email="frank@acme.test", groups=["sales"])
+    browser = SsoBrowser(idp, "frank")
+
+    response = browser.sign_in(live_url, "acme")
+
+    assert response.status_code == 403
+    assert "none of the groups that may use Acme Inc" in response.text
+    assert not User.objects.filter(email="frank@acme.test").exists()
+    assert _signed_in_as(browser, live_url) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "verified"), [("gina@gmail.test", True), ("gina@acme.test", False)]
+)
+def test_an_address_outside_the_allowed_domains_or_unverified_is_refused(
+    live_url, acme_sso, idp, email, verified
+):
+    idp.person("gina", email=email, email_verified=verified, groups=["acme-admins"])
+    browser = SsoBrowser(idp, "gina")
+
+    response = browser.sign_in(live_url, "acme")
+
+    assert response.status_code == 403
+    assert ("accepts only accounts of acme.test" in response.text) or (
+        "did not vouch for an email address" in response.text
+    )
+    assert not User.objects.filter(email=email).exists()
+    assert _signed_in_as(browser, live_url) is None
+
+
+@pytest.mark.parametrize(
+    ("misbehave", "error"),
+    [
+        ("forged", "BadSignatureError"),
+        ("expired", "ExpiredTokenError"),
+        ("wrong_audience", "aud"),
+        ("wrong_issuer", "iss"),
+        ("wrong_nonce", "nonce"),
+    ],
+)
+def test_an_id_token_that_fails_verification_signs_nobody_in(
+    live_url, acme_sso, idp, misbehave, error
+):
+    idp.person("hal", email="hal@acme.test", groups=["acme-admins"], misbehave=misbehave)
+    browser = SsoBrowser(idp, "hal")
+
+    response = browser.sign_in(live_url, "acme")
+
+    assert response.status_code == 400, response.text
+    assert "The sign-in could not be verified" in response.text
+    assert error in response.text
+    assert not User.objects.filter(email="hal@acme.test").exists()
+    assert _signed_in_as(browser, live_url) is None
+
+
+def test_a_replayed_or_foreign_state_is_refused(live_url, acme_sso, idp):
+    idp.person("ivy", email="ivy@acme.test", groups=["acme-staff"])
+    browser = SsoBrowser(idp, "ivy")
+    callback = browser.to_callback(f"{live_url}/sso/t/acme/start")
+
+    # The callback in another browser (an attacker's, or a leaked URL): no pending sign-in.
+    stranger = httpx.Client()
+    assert stranger.get(callback).status_code == 400
+    assert not User.objects.filter(email="ivy@acme.test").exists()
+
+    assert browser.http.get(callback).status_code == 302  # the real one, once
+    replay = browser.http.get(callback)
+    assert replay.status_code == 400
+    assert "This sign-in has expired" in replay.text
+
+
+def _mcp_token(user, connector):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import Application
+
+    app = Application.objects.create(
+        name="c",
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="https://claude.ai/api/mcp/auth_callback",
+    )
+    return AccessToken.objects.create(
+        user=user,
+        application=app,
+        token=f"access-{user.pk}",
+        expires=timezone.now() + timedelta(hours=1),
+        scope="mcp",
+        resource=[connector.url],
+    )
