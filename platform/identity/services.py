@@ -9,8 +9,10 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from config import crypto
@@ -285,8 +287,9 @@ def _user_for(*, provider, subject, email, known, link_user):
             "email_belongs_to_local_account",
             "An account with this email already exists",
             f"{email} already has an account here that signs in with a password. To use "
-            f"{provider.name} for it, sign in with that password first and choose "
-            f'"Link {provider.name}" on your dashboard, or ask an operator to link it.',
+            f"{provider.name} for it, sign in with that password, then open "
+            f"{settings.PUBLIC_URL}{reverse('sso-link', args=[provider.tenant.slug])} "
+            "to link it; or ask an operator to link it.",
         )
     user = User(username=_username_for(email), email=email)
     user.set_unusable_password()

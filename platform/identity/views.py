@@ -4,7 +4,7 @@ and linking a signed-in local account. Thin: the rules are in ``flow`` and ``ser
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identity import selectors
 from identity.flow import SignInFailed, sign_in_start, sign_in_verify
@@ -62,12 +62,15 @@ def start_by_email(request):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def link(request, tenant: str):
-    """A signed-in local account asks to sign in through the tenant's provider from now on."""
+    """A signed-in local account asks to sign in through the tenant's provider from now on:
+    GET asks, POST goes to the provider; its answer links the account it names."""
     provider = selectors.provider_for_tenant(tenant_slug=tenant)
     if provider is None:
         return _no_provider(request)
+    if request.method == "GET":
+        return render(request, "identity/link.html", {"provider": provider})
     return _start(request, provider, next_url="/dashboard/", link_user=request.user)
 
 

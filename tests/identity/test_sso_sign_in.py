@@ -168,3 +168,96 @@ def _mcp_token(user, connector):
         scope="mcp",
         resource=[connector.url],
     )
+
+
+def test_a_local_account_with_the_same_email_is_not_taken_over(live_url, acme_sso, idp):
+    from tenants.services import member_add
+    from tests.support.oauth import CSRF
+
+    acme_sso.local_passwords_allowed = True
+    acme_sso.save()
+    jo = member_add(
+        tenant=acme_sso.tenant, username="jo", password="jo-local-pass", email="jo@acme.test"
+    ).user
+    idp.person("jo-at-idp", email="JO@acme.test", groups=["acme-admins"])
+
+    # Someone who controls an IdP account with jo's address gets a refusal, not jo's account.
+    intruder = SsoBrowser(idp, "jo-at-idp")
+    response = intruder.sign_in(live_url, "acme")
+    assert response.status_code == 403
+    assert "already has an account here" in response.text
+    assert _signed_in_as(intruder, live_url) is None
+    assert not ExternalIdentity.objects.exists()
+    assert Membership.objects.get(user=jo).role == "member"
+
+    # Jo signs in with the password, then links the provider account.
+    owner = SsoBrowser(idp, "jo-at-idp")
+    page = owner.http.get(f"{live_url}/accounts/login/")
+    owner.http.post(
+        f"{live_url}/accounts/login/",
+        data={
+            "csrfmiddlewaretoken": CSRF.search(page.text).group(1),
+            "username": "jo",
+            "password": "jo-local-pass",
+        },
+    )
+    link_page = owner.http.get(f"{live_url}/sso/t/acme/link")
+    assert "Link Acme IdP" in link_page.text
+    callback = owner.to_callback_from_post(
+        f"{live_url}/sso/t/acme/link",
+        {"csrfmiddlewaretoken": CSRF.search(link_page.text).group(1)},
+    )
+    assert owner.http.get(callback).status_code == 302
+    assert ExternalIdentity.objects.get(user=jo).linked_by == "local"
+
+    # From now on the provider signs in as jo, with the mapped role.
+    again = SsoBrowser(idp, "jo-at-idp")
+    assert again.sign_in(live_url, "acme").status_code == 302
+    assert _signed_in_as(again, live_url) == "jo"
+    assert Membership.objects.get(user=jo).role == "admin"
+
+
+def test_an_operator_links_an_existing_account_from_the_command_line(live_url, acme_sso, idp):
+    from django.core.management import call_command
+
+    kim = User.objects.create_user("kim", email="kim@acme.test", password="kim-local-pass")
+    idp.person("kim-at-idp", email="kim@acme.test", groups=["acme-staff"])
+    call_command("sso", "link", "acme", "kim")
+
+    browser = SsoBrowser(idp, "kim-at-idp")
+    assert browser.sign_in(live_url, "acme").status_code == 302
+    assert _signed_in_as(browser, live_url) == "kim"
+    assert Membership.objects.get(user=kim).role == "member"
+    assert ExternalIdentity.objects.get(user=kim).linked_by == "operator"
+
+
+def test_members_of_a_tenant_without_local_passwords_cannot_sign_in_with_one(
+    live_url, acme_sso, idp
+):
+    from tests.support.oauth import CSRF
+
+    def password_sign_in(username, password):
+        http = httpx.Client()
+        page = http.get(f"{live_url}/accounts/login/")
+        return http.post(
+            f"{live_url}/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": CSRF.search(page.text).group(1),
+                "username": username,
+                "password": password,
+            },
+        )
+
+    # bob (a member of acme) still has a password, but acme signs in only through its IdP.
+    assert password_sign_in("bob", "bob-pass-123").status_code == 200
+    # eve (globex only) and operators keep theirs.
+    assert password_sign_in("eve", "eve-pass-123").status_code == 302
+    User.objects.create_superuser("root", "root@example.com", "root-pass-123")
+    Membership.objects.create(
+        tenant=acme_sso.tenant, user=User.objects.get(username="root"), role="admin"
+    )
+    assert password_sign_in("root", "root-pass-123").status_code == 302
+
+    acme_sso.local_passwords_allowed = True
+    acme_sso.save()
+    assert password_sign_in("bob", "bob-pass-123").status_code == 302

@@ -88,7 +88,12 @@ class SsoBrowser:
     def to_callback(self, url: str) -> str:
         """Follow ``url`` through the IdP (signing in there) up to the platform's callback URL,
         which is returned unvisited."""
-        response = self.http.get(url)
+        return self._follow(self.http.get(url))
+
+    def to_callback_from_post(self, url: str, data: dict) -> str:
+        return self._follow(self.http.post(url, data=data))
+
+    def _follow(self, response: httpx.Response) -> str:
         for _ in range(10):
             if response.status_code in (301, 302, 303):
                 location = urljoin(str(response.url), response.headers["location"])
