@@ -221,3 +221,41 @@ class TraceFilterIn(serializers.Serializer):
     client_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
     kind = serializers.CharField(max_length=50, required=False, allow_blank=True)
     outcome = serializers.ChoiceField(choices=Event.Outcome.choices, required=False)
+
+
+# --- single sign-on -----------------------------------------------------------------------------
+
+
+class RoleRuleSerializer(serializers.Serializer):
+    claim = serializers.CharField(help_text="An ID token claim, such as groups, roles or hd.")
+    value = serializers.CharField(help_text="Matches the claim, or one item of a list claim.")
+    role = serializers.ChoiceField(choices=["admin", "member", "none"])
+
+
+class IdentityProviderIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text='Shown as "Sign in with <name>".')
+    issuer = serializers.CharField(max_length=300)
+    client_id = serializers.CharField(max_length=300)
+    client_secret = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, help_text="Omit to keep the stored one."
+    )
+    scopes = serializers.CharField(required=False, default="openid email profile")
+    allowed_domains = serializers.ListField(child=serializers.CharField(), required=False)
+    role_rules = RoleRuleSerializer(many=True, required=False)
+    default_role = serializers.ChoiceField(choices=["member", "none"], default="none")
+    local_passwords_allowed = serializers.BooleanField(default=True)
+    enabled = serializers.BooleanField(default=True)
+
+
+class IdentityProviderOut(serializers.Serializer):
+    name = serializers.CharField()
+    issuer = serializers.CharField()
+    client_id = serializers.CharField()
+    client_secret_set = serializers.BooleanField()
+    redirect_uri = serializers.CharField(help_text="Register this at the provider.")
+    scopes = serializers.CharField()
+    allowed_domains = serializers.ListField(child=serializers.CharField())
+    role_rules = RoleRuleSerializer(many=True)
+    default_role = serializers.CharField()
+    local_passwords_allowed = serializers.BooleanField()
+    enabled = serializers.BooleanField()

@@ -17,6 +17,7 @@ v1 = [
         views.MemberView.as_view(),
         name="api-member",
     ),
+    path("tenants/<slug:slug>/sso/", views.IdentityProviderView.as_view(), name="api-sso"),
     path(
         "tenants/<slug:slug>/connectors/",
         views.TenantConnectorsView.as_view(),

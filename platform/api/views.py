@@ -17,6 +17,9 @@ from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke, mcp_token_revoke
 from events.selectors import events_of
 from events.trace import connect_trace
+from identity.oidc import redirect_uri_for
+from identity.selectors import provider_of
+from identity.services import IdentityError, provider_delete, provider_save
 from tenants.access import (
     OPERATOR,
     connector_access,
@@ -403,3 +406,68 @@ class TraceView(_Base):
             outcome=filters.get("outcome", ""),
         )
         return self.paginated(request, trace.attempts, s.AttemptOut)
+
+
+# --- single sign-on -----------------------------------------------------------------------------
+
+
+def _provider_out(provider) -> dict:
+    return s.IdentityProviderOut(
+        {
+            "name": provider.name,
+            "issuer": provider.issuer,
+            "client_id": provider.client_id,
+            "client_secret_set": bool(provider.client_secret_encrypted),
+            "redirect_uri": redirect_uri_for(provider.tenant.slug),
+            "scopes": provider.scopes,
+            "allowed_domains": provider.allowed_domains,
+            "role_rules": provider.role_rules,
+            "default_role": provider.default_role,
+            "local_passwords_allowed": provider.local_passwords_allowed,
+            "enabled": provider.enabled,
+        }
+    ).data
+
+
+class IdentityProviderView(_Base):
+    def _provider(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        provider = provider_of(tenant=access.tenant)
+        if provider is None:
+            raise Http404("this tenant has no identity provider")
+        return provider
+
+    @extend_schema(responses=s.IdentityProviderOut, summary="The tenant's OpenID Connect provider")
+    def get(self, request, slug: str):
+        return Response(_provider_out(self._provider(request, slug)))
+
+    @extend_schema(
+        request=s.IdentityProviderIn,
+        responses=s.IdentityProviderOut,
+        summary="Add or replace the tenant's OpenID Connect provider (admins)",
+    )
+    def put(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        data = _valid(s.IdentityProviderIn, request.data)
+        try:
+            provider = provider_save(
+                tenant=access.tenant,
+                name=data["name"],
+                issuer=data["issuer"],
+                client_id=data["client_id"],
+                client_secret=data.get("client_secret"),
+                scopes=data["scopes"],
+                allowed_domains=data.get("allowed_domains", []),
+                role_rules=[dict(rule) for rule in data.get("role_rules", [])],
+                default_role=data["default_role"],
+                local_passwords_allowed=data["local_passwords_allowed"],
+                enabled=data["enabled"],
+            )
+        except IdentityError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(_provider_out(provider))
+
+    @extend_schema(responses={204: None}, summary="Remove the tenant's provider (admins)")
+    def delete(self, request, slug: str):
+        provider_delete(provider=self._provider(request, slug))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import views
+from dashboard import sso, views
 
 urlpatterns = [
     path("", views.overview, name="dashboard"),
@@ -13,6 +13,8 @@ urlpatterns = [
     path("t/<slug:slug>/update", views.tenant_update, name="dashboard-tenant-update"),
     path("t/<slug:slug>/connectors/new", views.connector_new, name="dashboard-connector-new"),
     path("t/<slug:slug>/members/", views.members, name="dashboard-members"),
+    path("t/<slug:slug>/sso/", sso.sso_settings, name="dashboard-sso"),
+    path("t/<slug:slug>/sso/remove", sso.sso_remove, name="dashboard-sso-remove"),
     path("t/<slug:slug>/members/invite", views.member_invite, name="dashboard-member-invite"),
     path(
         "t/<slug:slug>/members/<int:membership_id>/role",

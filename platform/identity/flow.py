@@ -12,13 +12,12 @@ from urllib.parse import urlencode
 
 import requests
 from authlib.integrations.base_client import OAuthError
-from django.conf import settings
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from joserfc.errors import JoseError
 
 from identity.models import IdentityProvider
-from identity.oidc import LEEWAY_SECONDS, callback_path, id_token_claims_options, oidc_client
+from identity.oidc import LEEWAY_SECONDS, id_token_claims_options, oidc_client, redirect_uri_for
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def sign_in_start(request, provider: IdentityProvider, *, next_url: str, link_us
     client = oidc_client(provider)
     try:
         return client.authorize_redirect(
-            request, settings.PUBLIC_URL + callback_path(provider), state=state
+            request, redirect_uri_for(provider.tenant.slug), state=state
         )
     except (requests.RequestException, ValueError, RuntimeError) as exc:
         log.warning("provider discovery failed", extra={"error": str(exc)[:200]})

@@ -29,6 +29,27 @@ def rules_clean(rules: object) -> list[dict]:
     return cleaned
 
 
+def rules_from_text(text: str) -> list[dict]:
+    """Rules written one a line as ``claim=value:role`` (the CLI's and the dashboard's form),
+    e.g. ``groups=acme-admins:admin``."""
+    rules = []
+    for line in text.replace(",", "\n").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            claim_value, role = line.rsplit(":", 1)
+            claim, value = claim_value.split("=", 1)
+        except ValueError:
+            raise RuleError(f"{line!r}: write a rule as claim=value:role") from None
+        rules.append({"claim": claim.strip(), "value": value.strip(), "role": role.strip()})
+    return rules
+
+
+def rules_as_text(rules: list[dict]) -> str:
+    return "\n".join(f"{r['claim']}={r['value']}:{r['role']}" for r in rules)
+
+
 def domains_clean(domains: Iterable[str]) -> list[str]:
     """Lowercased email domains without '@' or duplicates."""
     cleaned = []

@@ -8,6 +8,7 @@ back at all.
 """
 
 from authlib.integrations.django_client import DjangoIntegration, DjangoOAuth2App
+from django.conf import settings
 from django.urls import reverse
 
 from config import crypto
@@ -22,8 +23,13 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
-def callback_path(provider: IdentityProvider) -> str:
-    return reverse("sso-callback", args=[provider.tenant.slug])
+def callback_path(tenant_slug: str) -> str:
+    return reverse("sso-callback", args=[tenant_slug])
+
+
+def redirect_uri_for(tenant_slug: str) -> str:
+    """The redirect URI a tenant's admins register at their provider."""
+    return settings.PUBLIC_URL + callback_path(tenant_slug)
 
 
 def oidc_client(provider: IdentityProvider) -> DjangoOAuth2App:

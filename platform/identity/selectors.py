@@ -6,6 +6,11 @@ from identity.models import IdentityProvider
 from tenants.selectors import connector_from_url
 
 
+def provider_of(*, tenant) -> IdentityProvider | None:
+    """The tenant's provider, enabled or not (for its admins' settings page)."""
+    return IdentityProvider.objects.filter(tenant=tenant).first()
+
+
 def provider_for_tenant(*, tenant_slug: str) -> IdentityProvider | None:
     """The tenant's enabled provider, or None."""
     return (

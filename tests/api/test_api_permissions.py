@@ -5,7 +5,13 @@ another tenant's data (nor, for a member, another member's clients)."""
 import pytest
 
 from tenants.api_keys import api_key_create
-from tests.support.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, rolled_back
+from tests.support.world import (
+    ACME_IDP_SECRET,
+    ACME_MARKS,
+    ALICE_PRIVATE,
+    GLOBEX_MARKS,
+    rolled_back,
+)
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at")
@@ -56,6 +62,29 @@ CASES = [
         None,
         (401, 404, 403, 204, 204),
     ),
+    ("sso", "get", "/api/v1/tenants/acme/sso/", None, (401, 404, 403, 200, 200)),
+    (
+        "sso-put",
+        "put",
+        "/api/v1/tenants/acme/sso/",
+        {
+            "name": "Acme Google",
+            "issuer": "https://accounts.google.com",
+            "client_id": "acme.apps.googleusercontent.com",
+            "allowed_domains": ["acme.example"],
+            "role_rules": [{"claim": "hd", "value": "acme.example", "role": "member"}],
+        },
+        (401, 404, 403, 200, 200),
+    ),
+    (
+        "sso-put-http-issuer",
+        "put",
+        "/api/v1/tenants/acme/sso/",
+        {"name": "Plain", "issuer": "http://idp.example", "client_id": "x"},
+        (401, 404, 403, 400, 400),
+    ),
+    ("sso-delete", "delete", "/api/v1/tenants/acme/sso/", None, (401, 404, 403, 204, 204)),
+    ("globex-sso", "get", "/api/v1/tenants/globex/sso/", None, (401, 403, 404, 404, 404)),
     (
         "tenant-connectors",
         "get",
@@ -190,6 +219,7 @@ def test_api_endpoint_answers_each_role(client, world, keys, name, method, path,
         if want == 401:
             assert response["WWW-Authenticate"].startswith("Bearer")
         text = response.content.decode()
+        assert ACME_IDP_SECRET not in text
         for mark in _forbidden_marks(role):
             assert mark not in text, f"{name}: {role} sees {mark!r}"
 
@@ -204,3 +234,12 @@ def test_upstream_tokens_never_appear_in_the_api(client, world, keys):
     for connection in world.connections.values():
         assert crypto.decrypt(connection.access_token_encrypted) not in body
         assert crypto.decrypt(connection.refresh_token_encrypted) not in body
+
+
+def test_the_identity_providers_client_secret_is_stored_encrypted(world):
+    from identity.models import IdentityProvider
+    from upstream import crypto
+
+    stored = IdentityProvider.objects.get(tenant=world.acme).client_secret_encrypted
+    assert ACME_IDP_SECRET not in stored
+    assert crypto.decrypt(stored) == ACME_IDP_SECRET

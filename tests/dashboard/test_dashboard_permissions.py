@@ -4,7 +4,14 @@ data (nor, to a member, another member's clients)."""
 
 import pytest
 
-from tests.support.world import ACME_MARKS, ALICE_PRIVATE, GLOBEX_MARKS, PASSWORDS, rolled_back
+from tests.support.world import (
+    ACME_IDP_SECRET,
+    ACME_MARKS,
+    ALICE_PRIVATE,
+    GLOBEX_MARKS,
+    PASSWORDS,
+    rolled_back,
+)
 
 # The checkout has no collectstatic output; the apps' static files are served from the apps.
 pytestmark = pytest.mark.filterwarnings("ignore:No directory at")
@@ -65,6 +72,39 @@ CASES = [
         {},
         (ANON, 404, 403, 302, 302),
     ),
+    ("sso", "get", "/dashboard/t/acme/sso/", None, (ANON, 404, 403, 200, 200)),
+    (
+        "sso-save",
+        "post",
+        "/dashboard/t/acme/sso/",
+        {
+            "name": "Acme Entra",
+            "issuer": "https://login.microsoftonline.example/tid/v2.0",
+            "client_id": "acme-entra",
+            "scopes": "openid email profile",
+            "allowed_domains": "acme.example",
+            "role_rules": "groups=admins:admin\ngroups=staff:member",
+            "default_role": "none",
+            "enabled": "on",
+        },
+        (ANON, 404, 403, 302, 302),
+    ),
+    (
+        "sso-save-bad-rule",
+        "post",
+        "/dashboard/t/acme/sso/",
+        {
+            "name": "Acme Entra",
+            "issuer": "https://login.microsoftonline.example/tid/v2.0",
+            "client_id": "acme-entra",
+            "scopes": "openid",
+            "role_rules": "groups=admins:owner",
+            "default_role": "none",
+        },
+        (ANON, 404, 403, 400, 400),
+    ),
+    ("sso-remove", "post", "/dashboard/t/acme/sso/remove", {}, (ANON, 404, 403, 302, 302)),
+    ("globex-sso", "get", "/dashboard/t/globex/sso/", None, (ANON, 403, 404, 404, 200)),
     ("connector", "get", "/dashboard/connectors/{echo}/", None, (ANON, 404, 200, 200, 200)),
     ("books", "get", "/dashboard/connectors/{books}/", None, (ANON, 404, 200, 200, 200)),
     (
@@ -199,6 +239,7 @@ def test_dashboard_view_answers_each_role(client, world, name, method, path, dat
             if role == "anonymous":
                 assert response["Location"].startswith("/accounts/login/")
             text = response.content.decode()
+            assert ACME_IDP_SECRET not in text
             for mark in _forbidden_marks(role):
                 assert mark not in text, f"{name}: {role} sees {mark!r}"
 

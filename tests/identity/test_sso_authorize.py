@@ -159,7 +159,8 @@ def test_mcp_client_connects_while_the_member_signs_in_at_the_provider_in_chromi
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "sso-consent.png"), full_page=True)
             page.get_by_role("button", name="Allow").click()
-            # Keep Playwright's loop turning (the route handler runs on it) until the client is done.
+            # Keep Playwright's loop turning (the route handler runs on it) until the client is
+            # done.
             for _ in range(600):
                 if not thread.is_alive():
                     break

@@ -16,6 +16,7 @@ from oauth2_provider.models import AccessToken, Application, RefreshToken
 
 from authserver.models import TokenAudience
 from events.services import event_record
+from identity.services import provider_save
 from tenants.models import Membership
 from tenants.services import connector_create, member_add, tenant_create
 
@@ -28,6 +29,8 @@ PASSWORDS = {
 # What must never appear to the people of the other tenant.
 ACME_MARKS = ["Acme Inc", "/t/acme/", "alice-client", "bob-client", '"alice"', '"bob"']
 GLOBEX_MARKS = ["Globex Corp", "/t/globex/", "eve-client", '"eve"']
+# acme's identity provider's client secret: never in any page or answer, to anyone.
+ACME_IDP_SECRET = "acme-idp-client-secret-value"
 # What a member of acme must not see of another member.
 ALICE_PRIVATE = ["alice-client"]
 
@@ -93,6 +96,16 @@ def build_world(emulator) -> World:
     books = connector_create(tenant=acme, kind="quickbooks", slug="books")
     globex_echo = connector_create(tenant=globex, kind="echo", slug="echo")
     globex_books = connector_create(tenant=globex, kind="quickbooks", slug="books")
+    provider_save(
+        tenant=acme,
+        name="Acme Okta",
+        issuer="https://acme.okta.example",
+        client_id="acme-platform",
+        client_secret=ACME_IDP_SECRET,
+        allowed_domains=["acme.example"],
+        role_rules=[{"claim": "groups", "value": "acme-admins", "role": "admin"}],
+        default_role="member",
+    )
     users = {"olga": olga, "alice": alice.user, "bob": bob.user, "eve": eve.user}
     apps, tokens = {}, {}
     for name, user, connector in (

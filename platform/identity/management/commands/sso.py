@@ -13,8 +13,9 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from identity.mapping import RuleError, rules_from_text
 from identity.models import IdentityProvider
-from identity.oidc import callback_path
+from identity.oidc import redirect_uri_for
 from identity.services import (
     IdentityError,
     identity_link_by_operator,
@@ -23,16 +24,6 @@ from identity.services import (
     providers_reencrypt,
 )
 from tenants.services import TenantError, tenant_get
-
-
-def _rule(text: str) -> dict:
-    """claim=value:role, e.g. groups=acme-admins:admin"""
-    try:
-        claim_value, role = text.rsplit(":", 1)
-        claim, value = claim_value.split("=", 1)
-    except ValueError:
-        raise CommandError(f"--rule {text!r}: write it as claim=value:role") from None
-    return {"claim": claim, "value": value, "role": role}
 
 
 class Command(BaseCommand):
@@ -86,7 +77,7 @@ class Command(BaseCommand):
                 )
             else:
                 self._show(provider)
-        except (TenantError, IdentityError) as exc:
+        except (TenantError, IdentityError, RuleError) as exc:
             raise CommandError(str(exc)) from exc
 
     def _set(self, tenant, options) -> None:
@@ -101,15 +92,13 @@ class Command(BaseCommand):
             client_secret=secret,
             scopes=options["scopes"],
             allowed_domains=options["domain"],
-            role_rules=[_rule(r) for r in options["rule"]],
+            role_rules=rules_from_text("\n".join(options["rule"])),
             default_role=options["default_role"],
             local_passwords_allowed=not options["no_passwords"],
             enabled=not options["disabled"],
         )
 
     def _show(self, provider: IdentityProvider) -> None:
-        from django.conf import settings
-
         self.stdout.write(
             json.dumps(
                 {
@@ -118,7 +107,7 @@ class Command(BaseCommand):
                     "issuer": provider.issuer,
                     "client_id": provider.client_id,
                     "client_secret_set": bool(provider.client_secret_encrypted),
-                    "redirect_uri": settings.PUBLIC_URL + callback_path(provider),
+                    "redirect_uri": redirect_uri_for(provider.tenant.slug),
                     "scopes": provider.scopes,
                     "allowed_domains": provider.allowed_domains,
                     "role_rules": provider.role_rules,
