@@ -17,8 +17,7 @@ from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke, mcp_token_revoke
 from events.selectors import events_of
 from events.trace import connect_trace
-from identity.oidc import redirect_uri_for
-from identity.selectors import provider_of
+from identity.selectors import provider_of, provider_summary
 from identity.services import IdentityError, provider_delete, provider_save
 from tenants.access import (
     OPERATOR,
@@ -412,21 +411,7 @@ class TraceView(_Base):
 
 
 def _provider_out(provider) -> dict:
-    return s.IdentityProviderOut(
-        {
-            "name": provider.name,
-            "issuer": provider.issuer,
-            "client_id": provider.client_id,
-            "client_secret_set": bool(provider.client_secret_encrypted),
-            "redirect_uri": redirect_uri_for(provider.tenant.slug),
-            "scopes": provider.scopes,
-            "allowed_domains": provider.allowed_domains,
-            "role_rules": provider.role_rules,
-            "default_role": provider.default_role,
-            "local_passwords_allowed": provider.local_passwords_allowed,
-            "enabled": provider.enabled,
-        }
-    ).data
+    return s.IdentityProviderOut(provider_summary(provider)).data
 
 
 class IdentityProviderView(_Base):

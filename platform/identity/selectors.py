@@ -3,6 +3,7 @@
 from urllib.parse import parse_qs, urlsplit
 
 from identity.models import IdentityProvider
+from identity.oidc import redirect_uri_for
 from tenants.selectors import connector_from_url
 
 
@@ -53,3 +54,21 @@ def passwords_refused_for(user) -> bool:
     return IdentityProvider.objects.filter(
         tenant__memberships__user=user, enabled=True, local_passwords_allowed=False
     ).exists()
+
+
+def provider_summary(provider: IdentityProvider) -> dict:
+    """What the API and the CLI show of a provider: everything but the secret itself."""
+    return {
+        "tenant": provider.tenant.slug,
+        "name": provider.name,
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "client_secret_set": bool(provider.client_secret_encrypted),
+        "redirect_uri": redirect_uri_for(provider.tenant.slug),
+        "scopes": provider.scopes,
+        "allowed_domains": provider.allowed_domains,
+        "role_rules": provider.role_rules,
+        "default_role": provider.default_role,
+        "local_passwords_allowed": provider.local_passwords_allowed,
+        "enabled": provider.enabled,
+    }

@@ -261,3 +261,27 @@ def test_members_of_a_tenant_without_local_passwords_cannot_sign_in_with_one(
     acme_sso.local_passwords_allowed = True
     acme_sso.save()
     assert password_sign_in("bob", "bob-pass-123").status_code == 302
+
+
+def test_the_providers_tokens_are_not_kept(live_url, acme_sso, idp):
+    import sqlite3
+    from pathlib import Path
+
+    from django.contrib.sessions.models import Session
+    from django.core import serializers
+
+    idp.person("lou", email="lou@acme.test", groups=["acme-staff"])
+    assert SsoBrowser(idp, "lou").sign_in(live_url, "acme").status_code == 302
+
+    with sqlite3.connect(Path(idp.state_dir) / "idp.db") as db:
+        issued = [row[0] for row in db.execute("SELECT token FROM oauth2_provider_accesstoken")]
+        issued += [row[0] for row in db.execute("SELECT token FROM oauth2_provider_refreshtoken")]
+    assert issued
+    kept = [str(s.get_decoded()) for s in Session.objects.all()]
+    kept.append(
+        serializers.serialize(
+            "json", [*ExternalIdentity.objects.all(), *User.objects.filter(email="lou@acme.test")]
+        )
+    )
+    for token in issued:
+        assert not any(token in text for text in kept)

@@ -23,6 +23,7 @@ class TestIdp:
         self.url = f"http://127.0.0.1:{self.port}"
         self.issuer = f"{self.url}/o"
         self._dir = tempfile.TemporaryDirectory(prefix="test-idp-")
+        self.state_dir = self._dir.name
         self._log = open(Path(self._dir.name) / "idp.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.idp", str(self.port), self._dir.name],

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from identity.mapping import RuleError, rules_from_text
 from identity.models import IdentityProvider
-from identity.oidc import redirect_uri_for
+from identity.selectors import provider_summary
 from identity.services import (
     IdentityError,
     identity_link_by_operator,
@@ -99,22 +99,4 @@ class Command(BaseCommand):
         )
 
     def _show(self, provider: IdentityProvider) -> None:
-        self.stdout.write(
-            json.dumps(
-                {
-                    "tenant": provider.tenant.slug,
-                    "name": provider.name,
-                    "issuer": provider.issuer,
-                    "client_id": provider.client_id,
-                    "client_secret_set": bool(provider.client_secret_encrypted),
-                    "redirect_uri": redirect_uri_for(provider.tenant.slug),
-                    "scopes": provider.scopes,
-                    "allowed_domains": provider.allowed_domains,
-                    "role_rules": provider.role_rules,
-                    "default_role": provider.default_role,
-                    "local_passwords_allowed": provider.local_passwords_allowed,
-                    "enabled": provider.enabled,
-                },
-                indent=2,
-            )
-        )
+        self.stdout.write(json.dumps(provider_summary(provider), indent=2))
