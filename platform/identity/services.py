@@ -145,8 +145,9 @@ class SignIn:
 
 
 def _membership_end(*, user_id: int, tenant: Tenant) -> None:
-    """The removal path of a member: the membership's delete signal (``upstream.signals``) ends
-    their MCP tokens for the tenant's connectors and their per-user upstream connections."""
+    """The removal path of a member: the membership's delete signals (``authserver.signals``,
+    ``upstream.signals``) end their MCP tokens for the tenant's connectors and their per-user
+    upstream connections."""
     with transaction.atomic():
         for membership in Membership.objects.filter(user_id=user_id, tenant=tenant):
             membership.delete()
