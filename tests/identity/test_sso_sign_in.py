@@ -9,6 +9,7 @@ from oauth2_provider.models import AccessToken
 from identity.models import ExternalIdentity
 from tenants.models import Membership
 from tests.support.idp_process import SsoBrowser
+from tests.support.world import _client as mcp_client_with_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,7 +62,9 @@ def test_each_sign_in_reapplies_the_mapping_and_removal_ends_tokens_and_connecti
     user = User.objects.get(email="erin@acme.test")
     books = connector_create(tenant=acme_sso.tenant, kind="quickbooks", slug="books")
     connection = quickbooks_on_emulator.store_connection(connector=books, user=user)[0]
-    token = _mcp_token(user, acme_sso.tenant.connectors.get(slug="echo"))
+    _app, token = mcp_client_with_token(
+        "erin-client", user, acme_sso.tenant.connectors.get(slug="echo")
+    )
 
     idp.person("erin", email="erin@acme.test", groups=["contractors", "acme-staff"])
     browser = SsoBrowser(idp, "erin")
@@ -146,28 +149,6 @@ def test_a_replayed_or_foreign_state_is_refused(live_url, acme_sso, idp):
     replay = browser.http.get(callback)
     assert replay.status_code == 400
     assert "This sign-in has expired" in replay.text
-
-
-def _mcp_token(user, connector):
-    from datetime import timedelta
-
-    from django.utils import timezone
-    from oauth2_provider.models import Application
-
-    app = Application.objects.create(
-        name="c",
-        client_type=Application.CLIENT_PUBLIC,
-        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris="https://claude.ai/api/mcp/auth_callback",
-    )
-    return AccessToken.objects.create(
-        user=user,
-        application=app,
-        token=f"access-{user.pk}",
-        expires=timezone.now() + timedelta(hours=1),
-        scope="mcp",
-        resource=[connector.url],
-    )
 
 
 def test_a_local_account_with_the_same_email_is_not_taken_over(live_url, acme_sso, idp):
