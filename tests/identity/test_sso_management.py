@@ -5,8 +5,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from api.services import api_key_create
 from identity.models import IdentityProvider
+from tenants.api_keys import api_key_create
 from upstream import crypto
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:No directory at")]
