@@ -237,8 +237,8 @@ def test_upstream_tokens_never_appear_in_the_api(client, world, keys):
 
 
 def test_the_identity_providers_client_secret_is_stored_encrypted(world):
+    from config import crypto
     from identity.models import IdentityProvider
-    from upstream import crypto
 
     stored = IdentityProvider.objects.get(tenant=world.acme).client_secret_encrypted
     assert ACME_IDP_SECRET not in stored

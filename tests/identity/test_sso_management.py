@@ -5,9 +5,9 @@ import json
 import pytest
 from django.core.management import call_command
 
+from config import crypto
 from identity.models import IdentityProvider
 from tenants.api_keys import api_key_create
-from upstream import crypto
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:No directory at")]
 
