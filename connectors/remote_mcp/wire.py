@@ -1,0 +1,347 @@
+"""Talking to the upstream MCP server: one JSON-RPC request in, its raw result out.
+
+Results are returned as the upstream sent them (dicts), never parsed into models and
+re-serialized, so content of every type, ``structuredContent``, ``isError`` and fields this
+code does not know reach the client untouched.
+
+Protocol generations: an upstream that answers ``server/discover`` with 2026-07-28 gets
+stateless requests (the per-request envelope; no session). Any other upstream gets the
+``initialize`` handshake once; its ``Mcp-Session-Id`` is kept (per credential, in this
+process) and reused until the upstream answers 404 for it, when the session is opened again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+import httpx
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
+    encode_header_value,
+)
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
+from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
+
+log = logging.getLogger(__name__)
+
+SESSION_HEADER = "mcp-session-id"
+CLIENT_INFO = {"name": "mcp-connector-platform", "version": "1"}
+ACCEPT = "application/json, text/event-stream"
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not answer (refused, timed out, 5xx, not MCP): ``str()`` says what
+    happened and where, without credentials."""
+
+
+class UpstreamAuthRejected(UpstreamFailure):
+    """The upstream refused our credential (401 or 403)."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamRPCError(Exception):
+    """The upstream answered with a JSON-RPC error; forwarded to the client as it came."""
+
+    def __init__(self, error: dict[str, Any]):
+        super().__init__(str(error.get("message", "")))
+        self.error = error
+
+
+class _SessionGone(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Era:
+    """How to talk to one upstream with one credential."""
+
+    version: str
+    session_id: str | None = None
+
+    @property
+    def modern(self) -> bool:
+        return self.version == LATEST_MODERN_VERSION
+
+
+class Sessions:
+    """Eras and upstream session ids per (upstream URL, credential key), in this process.
+
+    Another process (or replica) opens its own session: an upstream session is a cache, never
+    state the platform depends on.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, Era] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Era | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: str, era: Era) -> None:
+        with self._lock:
+            self._items[key] = era
+
+    def drop(self, key: str, era: Era | None = None) -> None:
+        with self._lock:
+            if era is None or self._items.get(key) == era:
+                self._items.pop(key, None)
+
+
+SESSIONS = Sessions()
+_ids = count(1)
+
+Notify = Callable[[dict[str, Any]], None]
+
+
+class UpstreamClient:
+    """One upstream MCP endpoint as seen with one credential.
+
+    ``headers`` carry the credential (never logged); ``key`` names the credential for the
+    session cache (a connection id, never the secret itself); ``on_notification`` sees every
+    notification the upstream sends on a response stream (list_changed invalidates caches).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        http: httpx.AsyncClient,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        key: str = "",
+        sessions: Sessions = SESSIONS,
+        on_notification: Notify | None = None,
+    ) -> None:
+        self.url = url
+        self.http = http
+        self.headers = headers or {}
+        self.timeout = timeout
+        self.key = f"{url} {key}"
+        self.sessions = sessions
+        self.on_notification = on_notification
+        self.steps: list[str] = []
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one request; returns its raw result or raises UpstreamRPCError/UpstreamFailure."""
+        era = self.sessions.get(self.key)
+        if era is None:
+            era = await self.open()
+        try:
+            return await self._send(era, method, params)
+        except _SessionGone:
+            self.steps.append("upstream session expired (404): opening a new one")
+            self.sessions.drop(self.key, era)
+            era = await self.open()
+            try:
+                return await self._send(era, method, params)
+            except _SessionGone:
+                raise UpstreamFailure(
+                    f"{self.url} lost the new MCP session at once (404 again)"
+                ) from None
+
+    async def open(self) -> Era:
+        """Find out what the upstream speaks; open a session where it needs one."""
+        try:
+            result = await self._send(Era(LATEST_MODERN_VERSION), "server/discover", {})
+        except (UpstreamRPCError, _SessionGone):
+            result = None
+        except UpstreamAuthRejected:
+            raise
+        except UpstreamFailure as exc:
+            if "HTTP 400" not in str(exc) and "HTTP 405" not in str(exc):
+                raise
+            result = None  # pre-2026 servers refuse the modern envelope with a 400
+        if result is not None and LATEST_MODERN_VERSION in result.get("supportedVersions", []):
+            era = Era(LATEST_MODERN_VERSION)
+            self.steps.append("upstream speaks 2026-07-28: stateless requests")
+        else:
+            era = await self._initialize()
+        self.sessions.put(self.key, era)
+        return era
+
+    async def _initialize(self) -> Era:
+        params = {
+            "protocolVersion": LATEST_HANDSHAKE_VERSION,
+            "capabilities": {},
+            "clientInfo": CLIENT_INFO,
+        }
+        response, result = await self._post(None, "initialize", params, Era(""))
+        version = str(result.get("protocolVersion") or LATEST_HANDSHAKE_VERSION)
+        era = Era(version, response.headers.get(SESSION_HEADER))
+        await self._notify(era, "notifications/initialized")
+        self.steps.append(
+            f"upstream initialized ({version}"
+            + (", session kept)" if era.session_id else ", no session)")
+        )
+        return era
+
+    async def _send(self, era: Era, method: str, params: dict[str, Any] | None) -> dict:
+        params = dict(params or {})
+        if era.modern:
+            meta = dict(params.get("_meta") or {})
+            meta.update(
+                {
+                    PROTOCOL_VERSION_META_KEY: era.version,
+                    CLIENT_CAPABILITIES_META_KEY: {},
+                    CLIENT_INFO_META_KEY: CLIENT_INFO,
+                }
+            )
+            params["_meta"] = meta
+        _, result = await self._post(next(_ids), method, params, era)
+        return result
+
+    def _headers(self, era: Era, method: str, params: dict | None) -> dict[str, str]:
+        headers = {"Accept": ACCEPT, "Content-Type": "application/json", **self.headers}
+        if era.version:
+            headers[MCP_PROTOCOL_VERSION_HEADER] = era.version
+        if era.session_id:
+            headers[SESSION_HEADER] = era.session_id
+        if era.modern:
+            headers[MCP_METHOD_HEADER] = method
+            name_key = NAME_BEARING_METHODS.get(method)
+            if name_key and isinstance((params or {}).get(name_key), str):
+                headers[MCP_NAME_HEADER] = encode_header_value(params[name_key])
+        return headers
+
+    async def _notify(self, era: Era, method: str) -> None:
+        body = {"jsonrpc": "2.0", "method": method}
+        try:
+            await self.http.post(
+                self.url,
+                content=json.dumps(body),
+                headers=self._headers(era, method, None),
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure(f"{self.url} did not take {method}: {_describe(exc)}") from None
+
+    async def _post(self, request_id, method: str, params, era: Era):
+        body = {"jsonrpc": "2.0", "id": request_id or next(_ids), "method": method}
+        if params is not None:
+            body["params"] = params
+        request = self.http.build_request(
+            "POST",
+            self.url,
+            content=json.dumps(body),
+            headers=self._headers(era, method, params),
+            timeout=self.timeout,
+        )
+        where = f"{self.url} ({method})"
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise UpstreamFailure(
+                f"{where} did not answer within {self.timeout:g} s; the call was cut off"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure(f"{where} could not be reached: {_describe(exc)}") from None
+        try:
+            if response.status_code == 404 and era.session_id:
+                raise _SessionGone()
+            if response.status_code in (401, 403):
+                raise UpstreamAuthRejected(
+                    f"{where} refused the credential (HTTP {response.status_code})",
+                    status=response.status_code,
+                )
+            if response.status_code >= 400:
+                text = (await response.aread())[:200].decode("utf-8", "replace")
+                error = _rpc_error(text)
+                if error is not None and response.status_code < 500:
+                    raise UpstreamRPCError(error)
+                raise UpstreamFailure(f"{where} answered HTTP {response.status_code}: {text}")
+            message = await self._read(response, body["id"], where)
+        except httpx.TimeoutException:
+            raise UpstreamFailure(
+                f"{where} did not answer within {self.timeout:g} s; the call was cut off"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamFailure(f"{where} broke off its answer: {_describe(exc)}") from None
+        finally:
+            await response.aclose()
+        if "error" in message:
+            if not isinstance(message["error"], dict):
+                raise UpstreamFailure(f"{where} sent a malformed JSON-RPC error")
+            raise UpstreamRPCError(message["error"])
+        if not isinstance(message.get("result"), dict):
+            raise UpstreamFailure(f"{where} sent a JSON-RPC response without a result object")
+        return response, message["result"]
+
+    async def _read(self, response: httpx.Response, request_id, where: str) -> dict:
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            payload = _parse(await response.aread(), where)
+            return _response_for(payload, request_id, where)
+        if kind == "text/event-stream":
+            async for data in _sse_data(response):
+                payload = _parse(data.encode(), where)
+                if isinstance(payload, dict) and "id" not in payload and "method" in payload:
+                    self._notified(payload)
+                    continue
+                if isinstance(payload, dict) and "method" in payload:
+                    continue  # a request to us (sampling, elicitation): not supported here
+                return _response_for(payload, request_id, where)
+            raise UpstreamFailure(f"{where} closed its event stream without an answer")
+        raise UpstreamFailure(
+            f"{where} answered with {kind or 'no content type'}, not MCP (JSON or event stream)"
+        )
+
+    def _notified(self, payload: dict) -> None:
+        if self.on_notification is not None:
+            self.on_notification(payload)
+
+
+def _parse(raw: bytes, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise UpstreamFailure(f"{where} sent malformed JSON-RPC (not JSON)") from None
+
+
+def _response_for(payload: Any, request_id, where: str) -> dict:
+    if not isinstance(payload, dict) or payload.get("jsonrpc") != "2.0":
+        raise UpstreamFailure(f"{where} sent malformed JSON-RPC (no jsonrpc 2.0 object)")
+    if payload.get("id") != request_id:
+        raise UpstreamFailure(f"{where} answered another request id ({payload.get('id')!r})")
+    return payload
+
+
+def _rpc_error(text: str) -> dict | None:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) and "code" in error else None
+
+
+async def _sse_data(response: httpx.Response):
+    """The data of each event of a text/event-stream response."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host unreachable"
+    return type(exc).__name__
