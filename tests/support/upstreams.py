@@ -20,11 +20,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import re
 import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import anyio
 import httpx
@@ -83,6 +84,7 @@ class Upstream:
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     token_requests: list[dict] = field(default_factory=list)
     mcp_requests: list[dict] = field(default_factory=list)
+    root_metadata: bool = True  # legacy_oauth: serve RFC 8414 metadata (else defaults only)
     delay: float = 0.0  # seconds every MCP request waits before it is served
     fail_with: int | None = None  # an HTTP status every MCP request gets instead
 
@@ -293,6 +295,8 @@ def _oauth_routes(server: MCPServer, upstream: Upstream) -> None:
 
     @server.custom_route("/.well-known/oauth-authorization-server", methods=["GET"])
     async def as_metadata(request: Request) -> Response:
+        if not upstream.root_metadata:
+            return HTMLResponse("<h1>Not Found</h1>", status_code=404)
         return JSONResponse(metadata())
 
     if modern:
@@ -463,6 +467,19 @@ def start_upstream(auth: str = "open", **options) -> Upstream:
     return upstream
 
 
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+def upstream_sign_in(authorize_url: str, username: str, password: str) -> dict[str, str]:
+    """A person at the upstream's own sign-in page: returns the query of the redirect back."""
+    with httpx.Client() as browser:
+        page = browser.get(authorize_url)
+        assert page.status_code == 200, page.text
+        action = FORM_ACTION.search(page.text).group(1)
+        response = browser.post(
+            urljoin(authorize_url, html.unescape(action)),
+            data={"username": username, "password": password},
+        )
+    assert response.status_code == 302, response.text
+    location = response.headers["location"]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
