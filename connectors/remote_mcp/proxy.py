@@ -1,0 +1,227 @@
+"""The MCP server clients see for a ``remote_mcp`` connector: the upstream's, forwarded.
+
+One server serves every ``remote_mcp`` connector; each request finds its connector, settings
+and upstream credential in the request's ToolContext. Lists are fetched with the caller's
+credential (cached briefly, per connection); tools outside the connector's allow-list are
+neither listed nor callable; every result is the upstream's, as it sent it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+
+from connectors.base import (
+    SCOPE_KEY,
+    ToolContext,
+    UpstreamNotConnected,
+    UpstreamUnavailable,
+)
+from connectors.remote_mcp.lists import LISTS, ListCache
+from connectors.remote_mcp.settings import RemoteSettings
+from connectors.remote_mcp.wire import (
+    SESSIONS,
+    Sessions,
+    UpstreamAuthRejected,
+    UpstreamClient,
+    UpstreamFailure,
+    UpstreamRPCError,
+)
+
+# The client's own protocol envelope is ours to set upstream; everything else in _meta passes.
+ENVELOPE_PREFIX = "io.modelcontextprotocol/"
+
+
+# Fields a 2026-07-28 client requires that older upstreams do not send; the SDK's serializer
+# drops them again for clients of older generations (their schemas ignore unknown fields).
+CACHEABLE = ("tools/list", "resources/list", "resources/templates/list", "prompts/list")
+
+
+def for_client(method: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The upstream's result with what the client's generation requires filled in, if absent:
+    ``resultType``; and for lists and reads ``cacheScope`` (private: the lists may differ per
+    member) and ``ttlMs`` (0: ask again)."""
+    result = {"resultType": "complete", **result}
+    if method in CACHEABLE or method == "resources/read":
+        result.setdefault("cacheScope", "private")
+        result.setdefault("ttlMs", 0)
+    return result
+
+
+def tool_error(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": True, "resultType": "complete"}
+
+
+class CredentialMissing(Exception):
+    """No credential for this caller; ``str()`` tells them how to get one."""
+
+
+class RemoteMCPServer(MCPServer):
+    """An MCPServer whose every list and call is answered by the connector's upstream."""
+
+    def __init__(self, *, lists: ListCache = LISTS, sessions: Sessions = SESSIONS) -> None:
+        super().__init__(
+            "remote_mcp", instructions="Tools of an MCP server hosted behind this platform."
+        )
+        self.lists = lists
+        self.sessions = sessions
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _handle_list_tools(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        result = await self._listed(context, config, "tools/list", params)
+        tools = [t for t in result.get("tools", []) if config.tool_allowed(t)]
+        return for_client("tools/list", {**result, "tools": tools})
+
+    async def _handle_call_tool(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        name = params.name
+        try:
+            listed = await self._listed(context, config, "tools/list", None)
+        except MCPError as exc:
+            return tool_error(exc.message)
+        tool = next((t for t in listed.get("tools", []) if t.get("name") == name), None)
+        if tool is None or not config.tool_allowed(tool):
+            return tool_error(
+                f"{name} is not available on this connector"
+                + (
+                    " (a tenant admin can enable it in the connector's allowed tools)"
+                    if tool is not None
+                    else ""
+                )
+            )
+        try:
+            result = await self._forward(context, config, "tools/call", _params(params))
+            return for_client("tools/call", result)
+        except UpstreamRPCError as exc:
+            error = exc.error
+            return tool_error(
+                f"{config.where} answered the call with an error "
+                f"({error.get('code')}: {error.get('message')})"
+            )
+        except (UpstreamFailure, CredentialMissing, UpstreamNotConnected) as exc:
+            return tool_error(str(exc))
+        except UpstreamUnavailable as exc:
+            return tool_error(f"{config.where} is unavailable: {exc}")
+
+    async def _handle_list_resources(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        return for_client(
+            "resources/list", await self._listed(context, config, "resources/list", params)
+        )
+
+    async def _handle_list_resource_templates(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        method = "resources/templates/list"
+        return for_client(method, await self._listed(context, config, method, params))
+
+    async def _handle_list_prompts(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        return for_client(
+            "prompts/list", await self._listed(context, config, "prompts/list", params)
+        )
+
+    async def _handle_read_resource(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        result = await self._forward_or_error(context, config, "resources/read", _params(params))
+        return for_client("resources/read", result)
+
+    async def _handle_get_prompt(self, ctx, params) -> dict[str, Any]:
+        context, config = _context(ctx)
+        result = await self._forward_or_error(context, config, "prompts/get", _params(params))
+        return for_client("prompts/get", result)
+
+    # -- upstream ---------------------------------------------------------------------------
+
+    async def _listed(self, context, config: RemoteSettings, method: str, params) -> dict:
+        cursor = str(getattr(params, "cursor", None) or "")
+        key = config.connection_key(context)
+        cached = self.lists.get(key, method, cursor)
+        if cached is not None:
+            return cached
+        result = await self._forward_or_error(
+            context, config, method, {"cursor": cursor} if cursor else {}
+        )
+        self.lists.put(key, method, cursor, result, config.list_ttl_seconds)
+        return result
+
+    async def _forward_or_error(self, context, config, method: str, params: dict) -> dict:
+        """Forward; failures become JSON-RPC errors (lists, reads and prompts have no isError)."""
+        try:
+            return await self._forward(context, config, method, params)
+        except UpstreamRPCError as exc:
+            error = exc.error
+            raise MCPError(
+                int(error.get("code", INTERNAL_ERROR)),
+                str(error.get("message", "")),
+                error.get("data"),
+            ) from None
+        except (UpstreamFailure, CredentialMissing, UpstreamNotConnected) as exc:
+            raise MCPError(INTERNAL_ERROR, str(exc)) from None
+        except UpstreamUnavailable as exc:
+            raise MCPError(INTERNAL_ERROR, f"{config.where} is unavailable: {exc}") from None
+
+    async def _forward(self, context: ToolContext, config: RemoteSettings, method, params):
+        """One request upstream with the caller's credential; a refused OAuth token is
+        refreshed once, and a refusal that survives the refresh means the grant is gone."""
+        headers = await config.credential(context)
+        try:
+            return await self._client(context, config, headers).request(method, params)
+        except UpstreamAuthRejected as exc:
+            refusal = exc
+        if config.upstream_auth == "oauth":
+            headers = await config.credential(context, force_refresh=True)
+            try:
+                return await self._client(context, config, headers).request(method, params)
+            except UpstreamAuthRejected as exc:
+                refusal = exc
+        return await self._refused(context, config, refusal)
+
+    async def _refused(self, context: ToolContext, config: RemoteSettings, exc) -> dict:
+        if config.upstream_auth == "none" or context.upstream is None or config.shared_header:
+            raise UpstreamFailure(
+                f"{exc}; check the connector's upstream credential settings"
+            ) from None
+        await context.upstream.mark_reauth(str(exc))
+        raise CredentialMissing(
+            f"{exc} even after a refresh: the upstream grant is gone. Reconnect at "
+            f"{context.upstream.reconnect_url}, then try again."
+            if config.upstream_auth == "oauth"
+            else f"{exc}: your key was refused. Enter it again at "
+            f"{context.upstream.reconnect_url}, then try again."
+        ) from None
+
+    def _client(self, context: ToolContext, config: RemoteSettings, headers) -> UpstreamClient:
+        key = config.connection_key(context)
+        return UpstreamClient(
+            config.upstream_url,
+            http=context.http,
+            headers=headers,
+            timeout=config.timeout_seconds,
+            key=key,
+            sessions=self.sessions,
+            on_notification=lambda note: self.lists.notified(key, note),
+        )
+
+
+def _context(ctx) -> tuple[ToolContext, RemoteSettings]:
+    context = ctx.request.scope[SCOPE_KEY]
+    try:
+        return context, RemoteSettings.from_mapping(
+            context.connector_settings, mode=context.connector_mode
+        )
+    except ValueError as exc:
+        raise MCPError(INVALID_PARAMS, f"this connector is misconfigured: {exc}") from None
+
+
+def _params(params) -> dict[str, Any]:
+    data = params.model_dump(by_alias=True, exclude_none=True, mode="json")
+    meta = {k: v for k, v in (data.get("_meta") or {}).items() if not k.startswith(ENVELOPE_PREFIX)}
+    data.pop("_meta", None)
+    if meta:
+        data["_meta"] = meta
+    return data
