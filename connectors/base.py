@@ -88,6 +88,17 @@ class UpstreamTokens:
     external_account_name: str = ""
 
 
+@dataclass(frozen=True)
+class AuthorizationStart:
+    """A provider's answer to ``authorization_url`` when it has state to keep for the callback:
+    ``flow`` (JSON) is stored with the hop's single-use state (server-side, in the browser's
+    session) and handed back as ``exchange_code(..., flow=flow)``; ``steps`` go to the trace."""
+
+    url: str
+    flow: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    steps: tuple[str, ...] = ()
+
+
 class UpstreamProvider(Protocol):
     """The OAuth client side of one upstream provider, as the platform uses it.
 

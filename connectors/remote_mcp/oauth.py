@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
@@ -66,13 +65,6 @@ class Grant:
     @property
     def identity(self) -> ClientIdentity:
         return ClientIdentity(self.client_id, self.client_secret, self.auth_method)
-
-
-def pkce_verifier(secret: str, state: str) -> str:
-    """The code verifier of the flow with ``state``: derived, so it needs no storage, and
-    unguessable without the platform's secret (``state`` travels in URLs; this never does)."""
-    digest = hmac.new(secret.encode(), f"upstream-pkce:{state}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
 def pkce_challenge(verifier: str) -> str:

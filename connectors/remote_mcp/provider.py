@@ -6,33 +6,38 @@ the authorization code flow against the upstream's own authorization server; per
 which never expires and needs no refresh.
 
 Between ``authorization_url`` and ``exchange_code`` (the browser's trip to the upstream) the
-discovered endpoints and the client identity wait in the cache under the flow's ``state``;
-the PKCE verifier is derived from the state and the platform's secret (oauth.pkce_verifier).
+discovered endpoints, the client identity and the PKCE verifier wait in the flow the platform
+keeps with the hop's single-use state, server-side in the browser's session.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
-from django.conf import settings as django_settings
-from django.core.cache import cache
 
-from connectors.base import UpstreamReauthRequired, UpstreamTokens, UpstreamUnavailable
+from connectors.base import (
+    AuthorizationStart,
+    UpstreamReauthRequired,
+    UpstreamTokens,
+    UpstreamUnavailable,
+)
 from connectors.remote_mcp import oauth
 from connectors.remote_mcp.discovery import AuthServer, DiscoveryFailed, discover
 
 PROVIDER = "remote_mcp"
-FLOW_SECONDS = 900
+CLIENT_METADATA = "client-metadata.json"
 # A header credential does not expire; the refresher still looks at it once a day.
 HEADER_EXPIRES_IN = 10 * 365 * 86400
 HTTP_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 _http_lock = threading.Lock()
 _http: tuple[int, httpx.Client] | None = None
@@ -47,9 +52,23 @@ def shared_sync_http() -> httpx.Client:
         return _http[1]
 
 
-def client_metadata_path() -> str:
-    """Where the platform serves its client ID metadata document (under PUBLIC_URL)."""
-    return f"/upstream/{PROVIDER}/client-metadata.json"
+def client_metadata_url(redirect_uri: str) -> str:
+    """The platform's client ID metadata document: next to its callback, under PUBLIC_URL."""
+    return urljoin(redirect_uri, CLIENT_METADATA)
+
+
+def client_metadata_document(redirect_uri: str) -> dict[str, Any]:
+    """What the platform serves at ``client_metadata_url(redirect_uri)``."""
+    parts = urlsplit(redirect_uri)
+    return {
+        "client_id": client_metadata_url(redirect_uri),
+        "client_name": oauth.CLIENT_NAME,
+        "client_uri": f"{parts.scheme}://{parts.netloc}",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }
 
 
 def header_grant(value: str) -> str:
@@ -65,7 +84,7 @@ class RemoteMCPProvider:
 
     # -- the hop ----------------------------------------------------------------------------
 
-    def authorization_url(self, *, state: str, redirect_uri: str) -> str:
+    def authorization_url(self, *, state: str, redirect_uri: str) -> AuthorizationStart:
         try:
             server = discover(self._upstream_url(), http=self.http)
             identity = oauth.client_identity(
@@ -73,30 +92,35 @@ class RemoteMCPProvider:
                 http=self.http,
                 redirect_uri=redirect_uri,
                 static=self._static_identity(),
-                cimd_url=self._cimd_url(),
+                cimd_url=self._cimd_url(redirect_uri),
             )
         except (DiscoveryFailed, oauth.RegistrationFailed) as exc:
             raise UpstreamUnavailable(str(exc)) from None
-        cache.set(
-            _flow_key(state),
-            {"server": asdict(server), "identity": asdict(identity)},
-            FLOW_SECONDS,
-        )
-        return oauth.authorization_url(
+        verifier = secrets.token_urlsafe(48)
+        url = oauth.authorization_url(
             server,
             identity,
             redirect_uri=redirect_uri,
             state=state,
-            verifier=oauth.pkce_verifier(django_settings.SECRET_KEY, state),
+            verifier=verifier,
             scope=str(self.settings.get("oauth_scope") or ""),
         )
+        flow = {
+            "server": {**asdict(server), "steps": list(server.steps)},
+            "identity": asdict(identity),
+            "verifier": verifier,
+        }
+        return AuthorizationStart(url=url, flow=flow, steps=server.steps)
 
-    def exchange_code(self, *, params: Mapping[str, str], redirect_uri: str) -> UpstreamTokens:
-        state = params.get("state", "")
-        flow = cache.get(_flow_key(state)) if state else None
-        cache.delete(_flow_key(state))
-        if flow is None:
-            raise UpstreamReauthRequired("the sign-in at the upstream took too long; start again")
+    def exchange_code(
+        self,
+        *,
+        params: Mapping[str, str],
+        redirect_uri: str,
+        flow: Mapping[str, Any] | None = None,
+    ) -> UpstreamTokens:
+        if not flow:
+            raise UpstreamReauthRequired("the sign-in at the upstream was not started here")
         server = AuthServer(**{**flow["server"], "steps": ()})
         identity = oauth.ClientIdentity(**flow["identity"])
         if params.get("iss") and params["iss"].rstrip("/") != server.issuer.rstrip("/"):
@@ -111,7 +135,7 @@ class RemoteMCPProvider:
             identity,
             http=self.http,
             code=params["code"],
-            verifier=oauth.pkce_verifier(django_settings.SECRET_KEY, state),
+            verifier=flow["verifier"],
             redirect_uri=redirect_uri,
         )
         host = urlsplit(server.issuer).netloc
@@ -173,26 +197,9 @@ class RemoteMCPProvider:
         method = "client_secret_post" if secret else "none"
         return oauth.ClientIdentity(client_id, secret, method, "static")
 
-    def _cimd_url(self) -> str | None:
-        public = django_settings.PUBLIC_URL
-        loopback = urlsplit(public).hostname in ("127.0.0.1", "localhost", "::1")
-        if public.startswith("https://") or loopback:
-            return public + client_metadata_path()
+    def _cimd_url(self, redirect_uri: str) -> str | None:
+        """CIMD needs an https client ID the upstream can fetch (loopback http in tests)."""
+        parts = urlsplit(redirect_uri)
+        if parts.scheme == "https" or parts.hostname in LOOPBACK:
+            return client_metadata_url(redirect_uri)
         return None
-
-
-def _flow_key(state: str) -> str:
-    return f"remote_mcp:flow:{state}"
-
-
-def client_metadata_document(*, public_url: str, redirect_uri: str) -> dict[str, Any]:
-    """The platform's client ID metadata document, as served at ``client_metadata_path()``."""
-    return {
-        "client_id": public_url + client_metadata_path(),
-        "client_name": oauth.CLIENT_NAME,
-        "client_uri": public_url,
-        "redirect_uris": [redirect_uri],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    }

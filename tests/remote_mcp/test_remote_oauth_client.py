@@ -1,5 +1,7 @@
 """The platform as OAuth client of real upstream servers: discovery, identity, code, refresh."""
 
+import secrets
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -13,7 +15,6 @@ from tests.support.live import LiveServer
 from tests.support.upstreams import start_upstream, upstream_sign_in
 
 REDIRECT = "https://platform.example/upstream/remote_mcp/callback"
-SECRET = "test-secret"
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def _whoami(upstream, access_token: str) -> httpx.Response:
 def _connect(upstream, http, *, cimd_url=None, user=("ann", "pw-ann")):
     server = discover(upstream.url, http=http)
     identity = oauth.client_identity(server, http=http, redirect_uri=REDIRECT, cimd_url=cimd_url)
-    verifier = oauth.pkce_verifier(SECRET, "state-1")
+    verifier = secrets.token_urlsafe(48)
     url = oauth.authorization_url(
         server, identity, redirect_uri=REDIRECT, state="state-1", verifier=verifier
     )
@@ -120,7 +121,7 @@ def test_wrong_verifier_is_refused(legacy, http):
         identity,
         redirect_uri=REDIRECT,
         state="s",
-        verifier=oauth.pkce_verifier(SECRET, "s"),
+        verifier=secrets.token_urlsafe(48),
     )
     answer = upstream_sign_in(url, "ann", "pw-ann")
     with pytest.raises(UpstreamReauthRequired, match="PKCE"):
@@ -129,7 +130,7 @@ def test_wrong_verifier_is_refused(legacy, http):
             identity,
             http=http,
             code=answer["code"],
-            verifier=oauth.pkce_verifier("another secret", "s"),
+            verifier=secrets.token_urlsafe(48),
             redirect_uri=REDIRECT,
         )
 

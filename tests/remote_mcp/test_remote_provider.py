@@ -19,9 +19,9 @@ def legacy():
 
 def test_hop_round_trip_and_refresh(legacy):
     provider = RemoteMCPProvider({"upstream_url": legacy.url})
-    url = provider.authorization_url(state="state-a", redirect_uri=REDIRECT)
-    answer = upstream_sign_in(url, "ann", "pw-ann")
-    tokens = provider.exchange_code(params=answer, redirect_uri=REDIRECT)
+    start = provider.authorization_url(state="state-a", redirect_uri=REDIRECT)
+    answer = upstream_sign_in(start.url, "ann", "pw-ann")
+    tokens = provider.exchange_code(params=answer, redirect_uri=REDIRECT, flow=start.flow)
     assert tokens.external_account_id == legacy.base.removeprefix("http://")
     assert _whoami(legacy, tokens.access_token)["content"][0]["text"] == "ann"
     # The refresher builds a provider without settings: the stored grant is enough.
@@ -32,15 +32,16 @@ def test_hop_round_trip_and_refresh(legacy):
         RemoteMCPProvider().refresh(refreshed.refresh_token)
 
 
-def test_state_is_single_use_and_issuer_checked(legacy):
+def test_answer_needs_its_flow_and_the_right_issuer(legacy):
     provider = RemoteMCPProvider({"upstream_url": legacy.url})
-    url = provider.authorization_url(state="state-b", redirect_uri=REDIRECT)
-    answer = upstream_sign_in(url, "ann", "pw-ann")
+    start = provider.authorization_url(state="state-b", redirect_uri=REDIRECT)
+    assert start.flow["verifier"] not in start.url
+    answer = upstream_sign_in(start.url, "ann", "pw-ann")
     with pytest.raises(UpstreamReauthRequired, match="issuer"):
         provider.exchange_code(
-            params={**answer, "iss": "https://evil.example"}, redirect_uri=REDIRECT
+            params={**answer, "iss": "https://evil.example"}, redirect_uri=REDIRECT, flow=start.flow
         )
-    with pytest.raises(UpstreamReauthRequired, match="start again"):  # the flow is spent
+    with pytest.raises(UpstreamReauthRequired, match="not started here"):
         provider.exchange_code(params=answer, redirect_uri=REDIRECT)
 
 
@@ -53,11 +54,10 @@ def test_admin_entered_client_credentials_are_used(legacy):
             "oauth_client_secret": "s3cret",
         }
     )
-    url = provider.authorization_url(state="state-c", redirect_uri=REDIRECT)
-    assert "client_id=admin-app" in url
-    tokens = provider.exchange_code(
-        params=upstream_sign_in(url, "ann", "pw-ann"), redirect_uri=REDIRECT
-    )
+    start = provider.authorization_url(state="state-c", redirect_uri=REDIRECT)
+    assert "client_id=admin-app" in start.url
+    answer = upstream_sign_in(start.url, "ann", "pw-ann")
+    tokens = provider.exchange_code(params=answer, redirect_uri=REDIRECT, flow=start.flow)
     assert _whoami(legacy, tokens.access_token)["content"][0]["text"] == "ann"
     assert len(legacy.clients) == 1  # nothing was registered
 

@@ -1,5 +1,6 @@
 """Drive the browser part of an OAuth flow over HTTP: sign in, consent, read the redirect."""
 
+import html
 import re
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -24,9 +25,12 @@ class Browser:
         connector_id=None,
         also_visits: tuple[str, ...] = (),
         allow_provider: bool = True,
+        upstream_login: tuple[str, str] | None = None,
     ):
         """``also_visits``: origins besides the platform the browser follows redirects to (the
-        upstream provider's); a redirect anywhere else is the client's callback."""
+        upstream provider's); a redirect anywhere else is the client's callback.
+        ``upstream_login``: (username, password) for an upstream's own sign-in page."""
+        self.upstream_login = upstream_login
         self.also_visits = also_visits
         self.allow_provider = allow_provider
         self.username = username
@@ -71,6 +75,12 @@ class Browser:
                 if _origin(location) not in origins:
                     return location
                 response = self.http.get(location)
+            elif (
+                response.status_code == 200
+                and 'name="password"' in response.text
+                and _origin(str(response.url)) != _origin(url)
+            ):
+                response = self._sign_in_upstream(response)
             elif response.status_code == 200 and 'name="password"' in response.text:
                 response = self.http.post(
                     str(response.url),
@@ -102,6 +112,15 @@ class Browser:
                     f"{response.text[:500]}"
                 )
         raise AssertionError("too many redirects")
+
+    def _sign_in_upstream(self, page: httpx.Response) -> httpx.Response:
+        """An upstream MCP server's own sign-in form (not the platform's)."""
+        assert self.upstream_login, f"no upstream_login for the sign-in page at {page.url}"
+        username, password = self.upstream_login
+        action = html.unescape(FORM_ACTION.search(page.text).group(1))
+        return self.http.post(
+            urljoin(str(page.url), action), data={"username": username, "password": password}
+        )
 
     def _answer_provider_consent(self, page: httpx.Response) -> httpx.Response:
         """The upstream provider's (the Intuit emulator's) consent form: Connect or Cancel."""
