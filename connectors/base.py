@@ -109,9 +109,13 @@ class UpstreamProvider(Protocol):
 
     name: str
 
-    def authorization_url(self, *, state: str, redirect_uri: str) -> str: ...
+    def authorization_url(self, *, state: str, redirect_uri: str) -> str | AuthorizationStart: ...
 
-    def exchange_code(self, *, params: Mapping[str, str], redirect_uri: str) -> UpstreamTokens: ...
+    def exchange_code(
+        self, *, params: Mapping[str, str], redirect_uri: str, **flow: Any
+    ) -> UpstreamTokens:
+        """``flow=`` is passed only when ``authorization_url`` returned an AuthorizationStart."""
+        ...
 
     def refresh(self, refresh_token: str) -> UpstreamTokens: ...
 
@@ -120,10 +124,33 @@ class UpstreamProvider(Protocol):
 
 @dataclass(frozen=True)
 class UpstreamOAuth:
-    """An upstream provider this kind must hold tokens for (the hop inside /authorize)."""
+    """An upstream provider this kind must hold tokens for (the hop inside /authorize).
+
+    A kind whose upstream differs per connector (``remote_mcp``: each connector names its own
+    server) sets ``per_connector``: ``build_provider`` then gets the connector's settings
+    (secrets unsealed). ``needs_connection(settings, mode)`` says whether a connector holds an
+    upstream connection at all (no hop when it does not). ``credential_label(settings)`` names
+    a secret each member types on a platform page instead of an OAuth trip (the provider's
+    ``accept_credential(value)`` turns it into tokens). ``client_metadata(redirect_uri)`` is the
+    client ID metadata document the platform serves next to the provider's callback.
+    """
 
     provider: str
-    build_provider: Callable[[], UpstreamProvider]
+    build_provider: Callable[..., UpstreamProvider]
+    per_connector: bool = False
+    needs_connection: Callable[[Mapping[str, Any], str], bool] | None = None
+    credential_label: Callable[[Mapping[str, Any]], str | None] | None = None
+    client_metadata: Callable[[str], dict[str, Any]] | None = None
+
+    def provider_for(self, connector_settings: Mapping[str, Any]) -> UpstreamProvider:
+        """The provider of a connector with these (unsealed) settings."""
+        if self.per_connector:
+            return self.build_provider(connector_settings)
+        return self.build_provider()
+
+    def connects(self, connector_settings: Mapping[str, Any], mode: str) -> bool:
+        """Whether a connector with these settings holds an upstream connection."""
+        return self.needs_connection is None or self.needs_connection(connector_settings, mode)
 
 
 # --- What a tool gets -------------------------------------------------------------------------
@@ -445,9 +472,11 @@ class EnvSetting:
     parse: Callable[[str], Any] = str
     # (parsed value, embedded?) -> an error message, or None when the value is fine.
     check: Callable[[Any, bool], str | None] | None = None
+    default_embedded: str = ""  # the default in the embedded default, when it differs
 
     def read(self, raw: str | None, *, embedded: bool) -> Any:
-        text = self.default if raw in (None, "") else raw
+        default = self.default_embedded if embedded and self.default_embedded else self.default
+        text = default if raw in (None, "") else raw
         try:
             value = self.parse(text)
         except ValueError as exc:
@@ -516,6 +545,8 @@ class ConnectorKind:
     # credentials are configured).
     embedded_emulator: Callable[[EmbeddedSetup], EmbeddedEmulator | None] | None = None
     instructions: str = ""
+    # The URL of a server of its own the doctor can check ("Test upstream"), from the settings.
+    doctor_url: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
         if (self.build_server is None) == (self.tool_source is None):

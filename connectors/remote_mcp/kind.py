@@ -39,6 +39,7 @@ def _flag(text: str) -> bool:
 ALLOW_HTTP_LOOPBACK = EnvSetting(
     "REMOTE_MCP_ALLOW_HTTP_LOOPBACK",
     default="false",
+    default_embedded="true",
     help="Allow plain-http upstream URLs on 127.0.0.1/localhost (embedded default and tests).",
     parse=_flag,
     check=lambda value, embedded: (

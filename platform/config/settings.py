@@ -432,7 +432,10 @@ CELERY_BEAT_SCHEDULE = {
 # --- Connector kinds: import paths of connectors.base.ConnectorKind objects -------------------
 # Installing a kind is one line here (or in EXTRA_CONNECTOR_KINDS). Each kind declares the
 # environment settings it reads; they are read and checked now, like the platform's own.
-BUILTIN_CONNECTOR_KINDS = ["connectors.quickbooks.kind.quickbooks"]
+BUILTIN_CONNECTOR_KINDS = [
+    "connectors.quickbooks.kind.quickbooks",
+    "connectors.remote_mcp.kind.remote_mcp",
+]
 CONNECTOR_KINDS = BUILTIN_CONNECTOR_KINDS + [
     k.strip() for k in (env("EXTRA_CONNECTOR_KINDS", "") or "").split(",") if k.strip()
 ]

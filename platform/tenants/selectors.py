@@ -45,8 +45,10 @@ def connector_id_from_resource(resource) -> int | None:
 
 def connector_holds_upstream(connector: Connector) -> bool:
     """Whether a member needs an upstream connection to use ``connector`` (its kind holds OAuth
-    tokens at a provider): then ``/authorize`` goes through the upstream hop."""
-    return get_kind(connector.kind).upstream is not None
+    tokens at a provider, or a secret per member): then ``/authorize`` goes through the upstream
+    hop. A kind may hold none for some connectors (``remote_mcp`` without auth)."""
+    upstream = get_kind(connector.kind).upstream
+    return upstream is not None and upstream.connects(connector.settings, connector.mode)
 
 
 def membership_for(*, user, tenant_id: int) -> Membership | None:

@@ -28,11 +28,24 @@ log = logging.getLogger(__name__)
 Status = UpstreamConnection.Status
 
 
-def provider_for(connection: UpstreamConnection) -> UpstreamProvider:
-    kind = get_kind(connection.connector.kind)
+def connector_settings_opened(connector) -> dict:
+    """The connector's settings as its kind's code sees them: secrets unsealed."""
+    schema = get_kind(connector.kind).settings_schema
+    if not schema.has_secrets:
+        return dict(connector.settings)
+    return schema.opened(connector.settings, crypto.decrypt)
+
+
+def connector_provider(connector) -> UpstreamProvider:
+    """The upstream provider of ``connector`` (per-connector kinds are built from its settings)."""
+    kind = get_kind(connector.kind)
     if kind.upstream is None:
         raise ValueError(f"connector kind {kind.slug!r} has no upstream provider")
-    return kind.upstream.build_provider()
+    return kind.upstream.provider_for(connector_settings_opened(connector))
+
+
+def provider_for(connection: UpstreamConnection) -> UpstreamProvider:
+    return connector_provider(connection.connector)
 
 
 def token_fields(tokens: UpstreamTokens, now) -> dict:
@@ -242,7 +255,7 @@ def upstream_connections_end_for_member(*, user_id: int, tenant_id: int | None =
     for connection in connections:
         try:
             token = crypto.decrypt(connection.refresh_token_encrypted)
-            to_revoke.append((connection.connector.kind, token))
+            to_revoke.append((connection.connector, token))
         except crypto.UndecryptableToken:
             pass
         mcp_tokens_revoke(connector_id=connection.connector_id, user_id=user_id)
@@ -255,9 +268,9 @@ def upstream_connections_end_for_member(*, user_id: int, tenant_id: int | None =
     count = connections.update(status=Status.REVOKED, lease_owner="", lease_until=None)
 
     def revoke_at_providers():
-        for kind, token in to_revoke:
+        for connector, token in to_revoke:
             try:
-                get_kind(kind).upstream.build_provider().revoke(token)
+                connector_provider(connector).revoke(token)
             except (UpstreamReauthRequired, UpstreamUnavailable) as exc:
                 log.warning("provider revocation failed", extra={"error": str(exc)[:200]})
 

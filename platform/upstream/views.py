@@ -10,18 +10,32 @@ authorization (:func:`upstream_hop_start` with ``authorization=None``).
 The provider's ``state`` is single-use, created only after consent, and bound to this browser
 session (it lives in the session, which only this browser's cookie opens) and to the pending
 authorization it resumes. The provider object comes from the connector's kind
-(``connectors/base.py``): nothing here knows a provider.
+(``connectors/base.py``): nothing here knows a provider. What a provider keeps for its callback
+(``AuthorizationStart.flow``: endpoints, client identity, PKCE verifier) lives with the state,
+server-side.
+
+A kind may instead ask each member for a secret (``credential_label``): the hop then shows the
+platform's own form, ``/upstream/<provider>/credential``, under the same single-use state.
 """
 
 import secrets
 import time
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from authserver.resume import awaiting_get, awaiting_hand_back
-from connectors.base import UpstreamReauthRequired, UpstreamUnavailable, get_kind
+from connectors.base import (
+    AuthorizationStart,
+    UpstreamReauthRequired,
+    UpstreamUnavailable,
+    all_kinds,
+    get_kind,
+)
 from events.models import Event
 from events.services import event_record_for_request
 from tenants.models import Connector
@@ -29,6 +43,8 @@ from tenants.selectors import connector_holds_upstream
 from upstream.models import UpstreamConnection
 from upstream.services import (
     connector_connect_url,
+    connector_provider,
+    connector_settings_opened,
     upstream_connection_for,
     upstream_connection_store,
 )
@@ -50,22 +66,55 @@ def _page(request, title, message, status):
 
 
 def upstream_hop_start(request, *, connector: Connector, authorization: dict | None):
-    """Redirect to the provider. ``authorization`` is the pending authorization to hand back
-    (``{"id": ..., "client_id": ...}``), or None when connecting from the dashboard (the
-    tenant's shared account, or the member's own)."""
-    provider = get_kind(connector.kind).upstream.build_provider()
+    """Redirect to the provider (or the platform's credential page). ``authorization`` is the
+    pending authorization to hand back (``{"id": ..., "client_id": ...}``), or None when
+    connecting from the dashboard (the tenant's shared account, or the member's own)."""
+    kind = get_kind(connector.kind)
+    provider = kind.upstream.provider
     state = secrets.token_urlsafe(32)
-    states = {
-        key: value
-        for key, value in request.session.get(STATES_KEY, {}).items()
-        if value["created"] > time.time() - STATE_LIFETIME
-    }
-    states[state] = {
+    entry = {
         "connector_id": connector.pk,
         "authorization": authorization,
         "for_user": connector.mode == Connector.Mode.PER_USER,
         "created": time.time(),
     }
+    detail = {"provider": provider, "mode": connector.mode, "from_client": bool(authorization)}
+    label = _credential_label(connector)
+    if label:
+        target = reverse("upstream-credential", args=[provider]) + "?" + urlencode({"state": state})
+        detail["credential"] = label
+    else:
+        try:
+            start = connector_provider(connector).authorization_url(
+                state=state, redirect_uri=callback_url(provider)
+            )
+        except (UpstreamReauthRequired, UpstreamUnavailable) as exc:
+            event_record_for_request(
+                request,
+                kind="upstream.hop",
+                outcome=Event.Outcome.ERROR,
+                connector=connector,
+                user_id=request.user.pk,
+                client_id=_client_id(authorization),
+                status_code=502,
+                detail={**detail, "error": str(exc)[:300]},
+            )
+            return _page(
+                request,
+                f"Could not reach {kind.title}",
+                f"The upstream sign-in could not start: {exc}",
+                502,
+            )
+        target = start
+        if isinstance(start, AuthorizationStart):
+            target, entry["flow"] = start.url, dict(start.flow)
+            detail["steps"] = list(start.steps)[-12:]
+    states = {
+        key: value
+        for key, value in request.session.get(STATES_KEY, {}).items()
+        if value["created"] > time.time() - STATE_LIFETIME
+    }
+    states[state] = entry
     request.session[STATES_KEY] = states
     event_record_for_request(
         request,
@@ -73,15 +122,16 @@ def upstream_hop_start(request, *, connector: Connector, authorization: dict | N
         connector=connector,
         user_id=request.user.pk,
         client_id=_client_id(authorization),
-        detail={
-            "provider": provider.name,
-            "mode": connector.mode,
-            "from_client": bool(authorization),
-        },
+        detail=detail,
     )
-    return redirect(
-        provider.authorization_url(state=state, redirect_uri=callback_url(provider.name))
-    )
+    return redirect(target)
+
+
+def _credential_label(connector: Connector) -> str | None:
+    upstream = get_kind(connector.kind).upstream
+    if upstream.credential_label is None:
+        return None
+    return upstream.credential_label(connector.settings)
 
 
 def _client_id(authorization: dict | None) -> str:
@@ -184,9 +234,10 @@ def upstream_callback(request, provider: str):
             f"{kind.title} answered: {request.GET['error']}.",
             200,
         )
+    flow = {"flow": entry["flow"]} if "flow" in entry else {}
     try:
-        tokens = kind.upstream.build_provider().exchange_code(
-            params=request.GET, redirect_uri=callback_url(provider)
+        tokens = connector_provider(connector).exchange_code(
+            params=request.GET, redirect_uri=callback_url(provider), **flow
         )
     except (UpstreamReauthRequired, UpstreamUnavailable) as exc:
         event_record_for_request(
@@ -232,9 +283,63 @@ def _connected(request, entry: dict, connector: Connector, provider: str, tokens
         return _page(
             request,
             f"{kind.title} connected",
-            f"{whose} {kind.title} company "
+            f"{whose} {kind.title} account "
             f"{tokens.external_account_name or tokens.external_account_id} is connected to "
             f"{connector.display_name}. Clients connected to {connector.url} can use it now.",
             200,
         )
     return awaiting_hand_back(request, authorization["id"])
+
+
+@login_required
+def upstream_credential(request, provider: str):
+    """``/upstream/<provider>/credential``: a member types the secret the upstream wants
+    (per-member header auth), under the hop's single-use state."""
+    state = request.POST.get("state") or request.GET.get("state", "")
+    entry = request.session.get(STATES_KEY, {}).get(state) if state else None
+    if entry is None or entry["created"] < time.time() - STATE_LIFETIME:
+        return _invalid_state(request)
+    connector = Connector.objects.select_related("tenant").get(pk=entry["connector_id"])
+    label = _credential_label(connector)
+    if not label:
+        raise Http404("this connector takes no typed credential")
+    error = ""
+    if request.method == "POST":
+        try:
+            tokens = connector_provider(connector).accept_credential(
+                request.POST.get("credential", "")
+            )
+        except (UpstreamReauthRequired, UpstreamUnavailable) as exc:
+            error = str(exc)
+        else:
+            entry = _take_state(request, state, provider)
+            if entry is None:
+                return _invalid_state(request)
+            return _connected(request, entry, connector, provider, tokens)
+    return render(
+        request,
+        "authserver/upstream_credential.html",
+        {
+            "connector": connector,
+            "label": label,
+            "upstream": connector_settings_opened(connector).get("upstream_url", ""),
+            "state": state,
+            "error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+def upstream_client_metadata(request, provider: str):
+    """``/upstream/<provider>/client-metadata.json``: who the platform is, as the OAuth client
+    of an upstream (a client ID metadata document)."""
+    for kind in all_kinds().values():
+        upstream = kind.upstream
+        if upstream is not None and upstream.provider == provider and upstream.client_metadata:
+            response = JsonResponse(upstream.client_metadata(callback_url(provider)))
+            response["Cache-Control"] = "public, max-age=3600"
+            return response
+    return JsonResponse(
+        {"error": "not_found", "error_description": "No client metadata for this provider"},
+        status=404,
+    )

@@ -26,11 +26,13 @@ class Browser:
         also_visits: tuple[str, ...] = (),
         allow_provider: bool = True,
         upstream_login: tuple[str, str] | None = None,
+        upstream_key: str | None = None,
     ):
         """``also_visits``: origins besides the platform the browser follows redirects to (the
         upstream provider's); a redirect anywhere else is the client's callback.
         ``upstream_login``: (username, password) for an upstream's own sign-in page."""
         self.upstream_login = upstream_login
+        self.upstream_key = upstream_key
         self.also_visits = also_visits
         self.allow_provider = allow_provider
         self.username = username
@@ -102,6 +104,17 @@ class Browser:
                 response = self.http.post(
                     urljoin(str(response.url), "/authorize"),
                     data=form,
+                    headers={"Referer": str(response.url)},
+                )
+            elif response.status_code == 200 and 'name="credential"' in response.text:
+                assert self.upstream_key, f"no upstream_key for the page at {response.url}"
+                response = self.http.post(
+                    str(response.url).split("?")[0],
+                    data={
+                        "csrfmiddlewaretoken": CSRF.search(response.text).group(1),
+                        "state": parse_qs(urlsplit(str(response.url)).query)["state"][0],
+                        "credential": self.upstream_key,
+                    },
                     headers={"Referer": str(response.url)},
                 )
             elif response.status_code == 200 and 'name="decision"' in response.text:

@@ -236,7 +236,11 @@ class _Guard:
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.upstream.mcp_requests.append(
-            {"method": scope["method"], "session": headers.get("mcp-session-id")}
+            {
+                "method": scope["method"],
+                "session": headers.get("mcp-session-id"),
+                "caller": self.upstream.caller(headers),
+            }
         )
         if self.upstream.delay:
             await anyio.sleep(self.upstream.delay)
