@@ -33,6 +33,11 @@ urlpatterns = [
         name="dashboard-connector-test",
     ),
     path(
+        "connectors/<int:connector_id>/test-upstream",
+        views.connector_test_upstream,
+        name="dashboard-connector-test-upstream",
+    ),
+    path(
         "connectors/<int:connector_id>/status.json",
         views.connector_status,
         name="dashboard-connector-status",

@@ -290,7 +290,14 @@ def _connector_context(request, access) -> dict:
         else None,
         "clients": connected_clients(connector, user=own),
         "now": timezone.now(),
+        "upstream_test_url": _upstream_test_url(connector),
     }
+
+
+def _upstream_test_url(connector) -> str | None:
+    """The upstream server of its own the connector fronts, which "Test upstream" checks."""
+    kind = get_kind(connector.kind)
+    return kind.doctor_url(connector.settings) if kind.doctor_url else None
 
 
 @login_required
@@ -520,6 +527,17 @@ async def connector_test(request, connector_id: int):
     Async on purpose: the checks call this very server over HTTP, and a sync view would hold
     the one thread Django's ASGI handler runs sync views on while they wait for it.
     """
+    return await _doctor_page(request, connector_id, upstream=False)
+
+
+@require_POST
+async def connector_test_upstream(request, connector_id: int):
+    """ "Test upstream": the same checks against the server the connector fronts, to show
+    what that server itself gets wrong (for clients that would connect to it directly)."""
+    return await _doctor_page(request, connector_id, upstream=True)
+
+
+async def _doctor_page(request, connector_id: int, *, upstream: bool):
     from asgiref.sync import sync_to_async
 
     from doctor.checks import run_checks
@@ -529,11 +547,18 @@ async def connector_test(request, connector_id: int):
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     access = await sync_to_async(connector_access)(user, connector_id, admin=True)
-    steps = await sync_to_async(run_checks, thread_sensitive=False)(access.connector.url)
+    target = access.connector.url
+    if upstream:
+        target = await sync_to_async(_upstream_test_url)(access.connector)
+        if not target:
+            raise Http404("this connector fronts no server of its own")
+    steps = await sync_to_async(run_checks, thread_sensitive=False)(target)
     context = {
         "connector": access.connector,
         "tenant": access.connector.tenant,
         "steps": steps,
         "failed": steps_failed(steps),
+        "target": target,
+        "upstream": upstream,
     }
     return await sync_to_async(render)(request, "dashboard/connector_test.html", context)

@@ -95,7 +95,7 @@ def connector_create(
         connector_kind = get_kind(kind)
     except KeyError as exc:
         raise TenantError(str(exc.args[0])) from None
-    slug = slug or kind
+    slug = slug or kind.replace("_", "-")  # a kind slug may hold "_", a URL slug not
     _check_slug(slug, "connector")
     if mode not in Connector.Mode.values:
         raise TenantError(f"unknown mode {mode!r}: use per_user or shared")

@@ -1,9 +1,24 @@
-"""``manage.py connector create TENANT_SLUG KIND [--slug S] [--mode per_user|shared]``."""
+"""``manage.py connector create TENANT_SLUG KIND [--slug S] [--mode per_user|shared] [...]``.
+
+Every setting of every installed kind's settings schema is an option (``upstream_url`` is
+``--upstream-url``), e.g. ``connector create acme remote_mcp --upstream-url URL
+--upstream-auth header --header-name X-API-Key``; the kind's schema checks the values.
+"""
 
 from django.core.management.base import BaseCommand, CommandError
 
+from connectors.base import BooleanSetting, all_kinds
 from tenants.models import Connector
 from tenants.services import TenantError, connector_create, tenant_get
+
+
+def _settings_options() -> dict[str, object]:
+    """Each setting name of the installed kinds, with one of its Setting objects."""
+    options = {}
+    for kind in all_kinds().values():
+        for setting in kind.settings_schema.fields:
+            options.setdefault(setting.name, setting)
+    return options
 
 
 class Command(BaseCommand):
@@ -19,8 +34,26 @@ class Command(BaseCommand):
         create.add_argument(
             "--mode", choices=Connector.Mode.values, default=Connector.Mode.PER_USER
         )
+        for name, setting in _settings_options().items():
+            create.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=f"setting_{name}",
+                default=None,
+                metavar="true|false" if isinstance(setting, BooleanSetting) else "VALUE",
+                help=setting.help or setting.title,
+            )
 
     def handle(self, *args, action, **options):
+        settings = {}
+        for key, value in options.items():
+            if not key.startswith("setting_") or value is None:
+                continue
+            name = key.removeprefix("setting_")
+            if isinstance(_settings_options()[name], BooleanSetting):
+                if value.lower() not in ("true", "false"):
+                    raise CommandError(f"--{name.replace('_', '-')} takes true or false")
+                value = value.lower() == "true"
+            settings[name] = value
         try:
             connector = connector_create(
                 tenant=tenant_get(slug=options["tenant"]),
@@ -28,6 +61,7 @@ class Command(BaseCommand):
                 slug=options["slug"],
                 mode=options["mode"],
                 name=options["name"],
+                settings=settings,
             )
         except TenantError as exc:
             raise CommandError(str(exc)) from exc

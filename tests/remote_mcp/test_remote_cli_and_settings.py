@@ -1,0 +1,89 @@
+"""Creating remote_mcp connectors: the operator CLI and the settings schema's checks."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tenants.models import Connector, Tenant
+from upstream import crypto
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme_tenant():
+    return Tenant.objects.create(slug="acme", name="Acme")
+
+
+def run(*args) -> list[str]:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue().strip().splitlines()
+
+
+def test_connector_create_with_upstream_options(acme_tenant, settings):
+    lines = run(
+        "connector", "create", "acme", "remote_mcp", "--slug", "notes",
+        "--upstream-url", "https://notes.example.com/mcp",
+        "--upstream-auth", "header", "--header-name", "X-API-Key",
+        "--header-value", "sk-123", "--mode", "shared",
+    )  # fmt: skip
+    connector = Connector.objects.get(slug="notes")
+    assert lines[-1] == f"{settings.PUBLIC_URL}/t/acme/notes/mcp"
+    assert connector.settings["upstream_url"] == "https://notes.example.com/mcp"
+    assert connector.settings["upstream_auth"] == "header"
+    sealed = connector.settings["header_value"]
+    assert "sk-123" not in sealed and crypto.decrypt(sealed.removeprefix("sealed:")) == "sk-123"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "upstream_url: is required"),
+        (("--upstream-url", "ftp://x.example/mcp"), "upstream_url: must be an absolute"),
+        (("--upstream-url", "http://notes.example.com/mcp"), "upstream_url: must be an https URL"),
+        (
+            ("--upstream-url", "https://x.example/mcp", "--upstream-auth", "basic"),
+            "upstream_auth: must be one of none, header, oauth",
+        ),
+        (
+            ("--upstream-url", "https://x.example/mcp", "--header-name", "Bad Header:"),
+            "header_name: must be an HTTP header name",
+        ),
+        (
+            ("--upstream-url", "https://x.example/mcp", "--timeout-seconds", "soon"),
+            "timeout_seconds: must be a number of seconds",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line_errors(acme_tenant, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("connector", "create", "acme", "remote_mcp", *args)
+    assert not Connector.objects.exists()
+
+
+def test_plain_http_only_for_loopback_where_allowed(acme_tenant, settings):
+    settings.REMOTE_MCP_ALLOW_HTTP_LOOPBACK = False
+    with pytest.raises(CommandError, match="must be an https URL"):
+        call_command(
+            "connector", "create", "acme", "remote_mcp", "--upstream-url", "http://127.0.0.1:9/mcp"
+        )
+    settings.REMOTE_MCP_ALLOW_HTTP_LOOPBACK = True
+    run("connector", "create", "acme", "remote_mcp", "--upstream-url", "http://127.0.0.1:9/mcp")
+    with pytest.raises(CommandError, match="must be an https URL"):
+        call_command(
+            "connector", "create", "acme", "remote_mcp", "--slug", "other",
+            "--upstream-url", "http://10.0.0.5/mcp",
+        )  # fmt: skip
+
+
+def test_allow_http_loopback_is_refused_in_production():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from connectors.remote_mcp.kind import ALLOW_HTTP_LOOPBACK
+
+    assert ALLOW_HTTP_LOOPBACK.read("", embedded=True) is True
+    assert ALLOW_HTTP_LOOPBACK.read("", embedded=False) is False
+    with pytest.raises(ImproperlyConfigured, match="embedded default"):
+        ALLOW_HTTP_LOOPBACK.read("true", embedded=False)
