@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.models import Application
 
+from connectors.base import get_kind
 from events.models import Event
 from tenants.models import Connector
 
@@ -163,6 +164,10 @@ def _summary(event: Event) -> str:
         parts.append(f"account {d['account']}")
     if d.get("reason"):
         parts.append(str(d["reason"]).replace("_", " "))
+    if d.get("credential"):
+        parts.append(f"asked for the member's {d['credential']}")
+    if d.get("steps"):  # how the upstream's authorization server was found
+        parts.append("found via " + " · ".join(map(str, d["steps"])))
     return "; ".join(parts)
 
 
@@ -439,7 +444,12 @@ def _failure_hint(step: Step, connector: Connector) -> str:
     if event.kind.startswith("upstream."):
         return (
             f"The upstream provider did not complete the connection ({error or 'refused'}); "
-            "the user can try again, and a tenant admin can check the provider app settings."
+            "the user can try again, and a tenant admin can check the provider app settings"
+            + (
+                " or run Test upstream on the connector page."
+                if get_kind(connector.kind).doctor_url
+                else "."
+            )
         )
     if event.kind == "oauth.token":
         if error == "invalid_grant":

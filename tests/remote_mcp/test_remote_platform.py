@@ -178,6 +178,14 @@ def test_hand_rolled_2025_03_26_server_with_a_modern_client(remote, upstreams):
     exchange = upstream.token_requests[-1]
     assert exchange["code_verifier"] and exchange["client_id"].startswith("dcr-")
     hop = Event.objects.get(connector=connector, kind="upstream.hop")
+    assert hop.detail["provider"] == "remote_mcp"
+    # The connect trace shows the hop with how the upstream's authorization server was found.
+    from dashboard.trace import connect_trace
+
+    steps = [s for a in connect_trace(connector).attempts for s in a.steps]
+    shown = next(s for s in steps if s.event.kind == "upstream.hop")
+    assert "found via" in shown.summary and "oauth-authorization-server: 200" in shown.summary
+    assert any(s.event.kind == "upstream.callback" for s in steps)
     assert any(
         "2025-03-26" in step or "oauth-authorization-server" in step for step in hop.detail["steps"]
     )
