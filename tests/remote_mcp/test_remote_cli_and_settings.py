@@ -87,3 +87,42 @@ def test_allow_http_loopback_is_refused_in_production():
     assert ALLOW_HTTP_LOOPBACK.read("", embedded=False) is False
     with pytest.raises(ImproperlyConfigured, match="embedded default"):
         ALLOW_HTTP_LOOPBACK.read("true", embedded=False)
+
+
+def test_api_creates_and_updates_a_remote_connector(client, acme_tenant):
+    from tenants.services import member_add
+
+    member_add(tenant=acme_tenant, username="alice", password="alice-pass-123", role="admin")
+    client.login(username="alice", password="alice-pass-123")
+    created = client.post(
+        "/api/v1/tenants/acme/connectors/",
+        {
+            "kind": "remote_mcp",
+            "slug": "notes",
+            "mode": "shared",
+            "settings": {
+                "upstream_url": "https://notes.example.com/mcp",
+                "upstream_auth": "header",
+                "header_name": "X-API-Key",
+                "header_value": "sk-secret",
+            },
+        },
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["settings"]["header_value"] is True  # set, never shown
+    assert "sk-secret" not in created.content.decode()
+    url = f"/api/v1/connectors/{body['id']}/"
+    updated = client.patch(
+        url, {"settings": {"allowed_tools": "whoami add_note"}}, content_type="application/json"
+    )
+    assert updated.status_code == 200, updated.content
+    assert updated.json()["settings"]["allowed_tools"] == "whoami add_note"
+    connector = Connector.objects.get(pk=body["id"])
+    assert crypto.decrypt(connector.settings["header_value"].removeprefix("sealed:")) == "sk-secret"
+    refused = client.patch(
+        url, {"settings": {"upstream_auth": "magic"}}, content_type="application/json"
+    )
+    assert refused.status_code == 400
+    assert "upstream_auth" in refused.content.decode()
