@@ -80,20 +80,9 @@ class RemoteMCPServer(MCPServer):
     async def _handle_call_tool(self, ctx, params) -> dict[str, Any]:
         context, config = _context(ctx)
         name = params.name
-        try:
-            listed = await self._listed(context, config, "tools/list", None)
-        except MCPError as exc:
-            return tool_error(exc.message)
-        tool = next((t for t in listed.get("tools", []) if t.get("name") == name), None)
-        if tool is None or not config.tool_allowed(tool):
-            return tool_error(
-                f"{name} is not available on this connector"
-                + (
-                    " (a tenant admin can enable it in the connector's allowed tools)"
-                    if tool is not None
-                    else ""
-                )
-            )
+        refusal = await self._refusal(context, config, name)
+        if refusal is not None:
+            return tool_error(refusal)
         try:
             result = await self._forward(context, config, "tools/call", _params(params))
             return for_client("tools/call", result)
@@ -134,6 +123,27 @@ class RemoteMCPServer(MCPServer):
         context, config = _context(ctx)
         result = await self._forward_or_error(context, config, "prompts/get", _params(params))
         return for_client("prompts/get", result)
+
+    async def _refusal(self, context, config: RemoteSettings, name: str) -> str | None:
+        """Why ``name`` may not be called here, or None. An allow-list decides by name alone;
+        without one, the tool's annotations do (so the list is needed)."""
+        if config.allowed_tools:
+            if name in config.allowed_tools:
+                return None
+            return f"{name} is not available on this connector (not in its allowed tools)"
+        try:
+            listed = await self._listed(context, config, "tools/list", None)
+        except MCPError as exc:
+            return exc.message
+        tool = next((t for t in listed.get("tools", []) if t.get("name") == name), None)
+        if tool is None:
+            return f"{name} is not available on this connector"
+        if not config.tool_allowed(tool):
+            return (
+                f"{name} is not available on this connector: it is not marked read-only, and "
+                "a tenant admin enables such tools in the connector's allowed tools"
+            )
+        return None
 
     # -- upstream ---------------------------------------------------------------------------
 

@@ -40,15 +40,15 @@ ACCEPT = "application/json, text/event-stream"
 
 class UpstreamFailure(Exception):
     """The upstream could not answer (refused, timed out, 5xx, not MCP): ``str()`` says what
-    happened and where, without credentials."""
+    happened and where, without credentials. ``status``: the HTTP status, if there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class UpstreamAuthRejected(UpstreamFailure):
     """The upstream refused our credential (401 or 403)."""
-
-    def __init__(self, message: str, *, status: int):
-        super().__init__(message)
-        self.status = status
 
 
 class UpstreamRPCError(Exception):
@@ -158,10 +158,8 @@ class UpstreamClient:
             result = await self._send(Era(LATEST_MODERN_VERSION), "server/discover", {})
         except (UpstreamRPCError, _SessionGone):
             result = None
-        except UpstreamAuthRejected:
-            raise
         except UpstreamFailure as exc:
-            if "HTTP 400" not in str(exc) and "HTTP 405" not in str(exc):
+            if isinstance(exc, UpstreamAuthRejected) or exc.status not in (400, 405):
                 raise
             result = None  # pre-2026 servers refuse the modern envelope with a 400
         if result is not None and LATEST_MODERN_VERSION in result.get("supportedVersions", []):
@@ -261,7 +259,10 @@ class UpstreamClient:
                 error = _rpc_error(text)
                 if error is not None and response.status_code < 500:
                     raise UpstreamRPCError(error)
-                raise UpstreamFailure(f"{where} answered HTTP {response.status_code}: {text}")
+                raise UpstreamFailure(
+                    f"{where} answered HTTP {response.status_code}: {text}",
+                    status=response.status_code,
+                )
             message = await self._read(response, body["id"], where)
         except httpx.TimeoutException:
             raise UpstreamFailure(

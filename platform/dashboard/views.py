@@ -291,6 +291,7 @@ def _connector_context(request, access) -> dict:
         "clients": connected_clients(connector, user=own),
         "now": timezone.now(),
         "upstream_test_url": _upstream_test_url(connector),
+        "holds_connections": connector_holds_upstream(connector),
     }
 
 

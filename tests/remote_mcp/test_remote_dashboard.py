@@ -100,3 +100,30 @@ def test_admin_sets_the_allow_list_from_the_dashboard(live_url, acme, legacy):
     bad = _post(admin, f"{url}update", {**form, "setting_upstream_url": "ftp://nope"}, True)
     assert "must be an absolute" in bad.text
     assert Connector.objects.get(pk=connector.pk).settings["upstream_url"] == legacy.url
+
+
+def test_no_connections_card_for_a_server_without_auth(live_url, acme, legacy):
+    from tenants.services import connector_create
+
+    open_one = connector_create(
+        tenant=acme["tenant"], kind="remote_mcp", slug="open", settings={"upstream_url": legacy.url}
+    )
+    oauth_one = connector_create(
+        tenant=acme["tenant"],
+        kind="remote_mcp",
+        slug="books",
+        settings={"upstream_url": legacy.url, "upstream_auth": "oauth"},
+    )
+    admin = Browser("alice", "alice-pass-123")
+    admin.sign_in(live_url)
+    assert (
+        "connections</h2>"
+        not in admin.http.get(f"{live_url}/dashboard/connectors/{open_one.pk}/").text
+    )
+    assert (
+        admin.http.get(f"{live_url}/dashboard/connectors/{open_one.pk}/connect").status_code == 404
+    )
+    assert (
+        "connections</h2>"
+        in admin.http.get(f"{live_url}/dashboard/connectors/{oauth_one.pk}/").text
+    )

@@ -288,3 +288,56 @@ def test_tenant_a_token_never_reaches_tenant_b_credential(remote, upstreams, liv
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
     assert {r["caller"] for r in upstream.mcp_requests} == {"acme"}  # globex's key never used
+
+
+def test_the_sweep_keeps_upstream_tokens_fresh(remote, upstreams, live_url):
+    """Beat's sweep finds the connection due (its upstream token outlives the margin by less
+    than the margin) and the refresh task rotates it under the lease."""
+    from config.celery import app as celery_app
+    from upstream import tasks
+
+    upstream = upstreams("modern_oauth", users={"bob-up": "pw-up"}, access_ttl=120)
+    connector = remote("notes", upstream_url=upstream.url, upstream_auth="oauth")
+    browser = Browser(
+        "bob", "bob-pass-123", also_visits=(upstream.base,), upstream_login=("bob-up", "pw-up")
+    )
+    client = OAuthClient.register(live_url)
+    token = client.tokens(browser, connector.url)["access_token"]
+    assert _rpc(connector.url, token, "whoami")["content"][0]["text"] == "bob-up"  # used now
+    connection = UpstreamConnection.objects.get(connector=connector)
+    before = crypto.decrypt(connection.refresh_token_encrypted)
+    celery_app.conf.task_always_eager = True
+    try:
+        assert tasks.upstream_sweep() == 1
+    finally:
+        celery_app.conf.task_always_eager = False
+    connection.refresh_from_db()
+    assert connection.status == "active" and connection.last_error == ""
+    assert crypto.decrypt(connection.refresh_token_encrypted) != before
+    assert [r["grant_type"] for r in upstream.token_requests][-1] == "refresh_token"
+    assert _rpc(connector.url, token, "whoami")["content"][0]["text"] == "bob-up"
+
+
+def test_shared_oauth_connection_made_once_by_an_admin(remote, upstreams, live_url):
+    upstream = upstreams("legacy_oauth", users={"team-up": "pw-team"})
+    connector = remote("books", mode="shared", upstream_url=upstream.url, upstream_auth="oauth")
+    admin = Browser(
+        "alice",
+        "alice-pass-123",
+        also_visits=(upstream.base,),
+        upstream_login=("team-up", "pw-team"),
+    )
+    admin.sign_in(live_url)
+    page = admin.submit(f"{live_url}/dashboard/connectors/{connector.pk}/connect")
+    assert "Sign in to Notes" in page.text  # the upstream's own sign-in page
+    done = admin.http.post(  # the admin signs in there; the upstream sends them back
+        str(page.url), data={"username": "team-up", "password": "pw-team"}, follow_redirects=True
+    )
+    assert done.status_code == 200 and "connected" in done.text, done.text[:300]
+    shared = UpstreamConnection.objects.get(connector=connector)
+    assert shared.user is None and shared.connected_by.username == "alice"
+    # A member's client now connects without visiting the upstream and acts as the team.
+    bob = Browser("bob", "bob-pass-123")
+    _, result = _modern(connector.url, bob, list_too=False)
+    assert _text(result) == "team-up"
+    assert not any(str(p.url).startswith(upstream.base) for p in bob.pages)
