@@ -240,12 +240,8 @@ class UpstreamClient:
         where = f"{self.url} ({method})"
         try:
             response = await self.http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise UpstreamFailure(
-                f"{where} did not answer within {self.timeout:g} s; the call was cut off"
-            ) from None
         except httpx.HTTPError as exc:
-            raise UpstreamFailure(f"{where} could not be reached: {_describe(exc)}") from None
+            raise self._failure(where, exc, "could not be reached") from None
         try:
             if response.status_code == 404 and era.session_id:
                 raise _SessionGone()
@@ -264,12 +260,8 @@ class UpstreamClient:
                     status=response.status_code,
                 )
             message = await self._read(response, body["id"], where)
-        except httpx.TimeoutException:
-            raise UpstreamFailure(
-                f"{where} did not answer within {self.timeout:g} s; the call was cut off"
-            ) from None
         except httpx.HTTPError as exc:
-            raise UpstreamFailure(f"{where} broke off its answer: {_describe(exc)}") from None
+            raise self._failure(where, exc, "broke off its answer") from None
         finally:
             await response.aclose()
         if "error" in message:
@@ -279,6 +271,13 @@ class UpstreamClient:
         if not isinstance(message.get("result"), dict):
             raise UpstreamFailure(f"{where} sent a JSON-RPC response without a result object")
         return response, message["result"]
+
+    def _failure(self, where: str, exc: httpx.HTTPError, what: str) -> UpstreamFailure:
+        if isinstance(exc, httpx.TimeoutException):
+            return UpstreamFailure(
+                f"{where} did not answer within {self.timeout:g} s; the call was cut off"
+            )
+        return UpstreamFailure(f"{where} {what}: {_describe(exc)}")
 
     async def _read(self, response: httpx.Response, request_id, where: str) -> dict:
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -180,7 +180,7 @@ def test_hand_rolled_2025_03_26_server_with_a_modern_client(remote, upstreams):
     hop = Event.objects.get(connector=connector, kind="upstream.hop")
     assert hop.detail["provider"] == "remote_mcp"
     # The connect trace shows the hop with how the upstream's authorization server was found.
-    from dashboard.trace import connect_trace
+    from events.trace import connect_trace
 
     steps = [s for a in connect_trace(connector).attempts for s in a.steps]
     shown = next(s for s in steps if s.event.kind == "upstream.hop")
