@@ -5,6 +5,8 @@ platform; clients of two generations: the SDK's OAuth client (modern) and a hand
 2025-03-26-style client (no ``resource``, connector chosen on the consent page).
 """
 
+import time
+
 import anyio
 import pytest
 from django.db import connection as db
@@ -105,7 +107,12 @@ def test_upstream_down_is_a_clear_tool_error(remote, upstreams):
     result = _rpc(connector.url, token, "whoami")
     assert result["isError"] is True
     assert f"{upstream.url} (tools/call) could not be reached" in result["content"][0]["text"]
-    failed = Event.objects.filter(connector=connector, kind="mcp.call", outcome="error").last()
+    # The gateway records the call after the answer has gone out: wait for the row.
+    for _ in range(100):
+        failed = Event.objects.filter(connector=connector, kind="mcp.call", outcome="error").last()
+        if failed is not None:
+            break
+        time.sleep(0.05)
     assert "could not be reached" in failed.detail["error"]
 
 
@@ -341,3 +348,19 @@ def test_shared_oauth_connection_made_once_by_an_admin(remote, upstreams, live_u
     _, result = _modern(connector.url, bob, list_too=False)
     assert _text(result) == "team-up"
     assert not any(str(p.url).startswith(upstream.base) for p in bob.pages)
+
+
+def test_open_and_per_member_header_upstreams_with_a_2025_03_26_client(remote, upstreams, live_url):
+    open_upstream = upstreams("open", legacy_only=True)
+    keyed = upstreams("api_key", api_keys={"key-bob": "bob-up"})
+    open_one = remote("open", upstream_url=open_upstream.url)
+    keyed_one = remote(
+        "keyed", upstream_url=keyed.url, upstream_auth="header", header_name="X-API-Key"
+    )
+    for connector, expected in ((open_one, "anonymous"), (keyed_one, "bob-up")):
+        client = OAuthClient.register(live_url)
+        browser = Browser("bob", "bob-pass-123", connector_id=connector.pk, upstream_key="key-bob")
+        tokens = client.tokens(browser, resource=None)  # no resource: chosen on the consent page
+        assert _rpc(connector.url, tokens["access_token"], "whoami")["content"][0]["text"] == (
+            expected
+        )
