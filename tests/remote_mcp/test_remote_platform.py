@@ -238,7 +238,7 @@ def test_revoked_upstream_grant_needs_reauth_with_the_reconnect_link(remote, ups
 
 
 def test_modern_upstream_with_cimd_and_rotation_by_the_refresher(remote, upstreams, live_url):
-    from upstream.services import upstream_connection_refresh
+    from upstream.refresh import upstream_connection_refresh
 
     upstream = upstreams("modern_oauth", users={"bob-up": "pw-up"})
     connector = remote("notes", upstream_url=upstream.url, upstream_auth="oauth")
