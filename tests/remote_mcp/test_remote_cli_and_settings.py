@@ -5,8 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from config import crypto
 from tenants.models import Connector, Tenant
-from upstream import crypto
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,12 @@ import anyio
 import pytest
 from django.db import connection as db
 
+from config import crypto
 from events.models import Event
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
 from tests.support.upstreams import start_upstream
-from upstream import crypto
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
