@@ -6,6 +6,7 @@ from rest_framework import serializers
 from connectors.base import get_kind
 from events.models import Event
 from tenants.models import Connector, Membership, slug_validator
+from tenants.services import invitation_url
 from upstream.models import UpstreamConnection
 
 # --- output -------------------------------------------------------------------------------------
@@ -54,6 +55,21 @@ class MemberOut(serializers.Serializer):
 
     def get_invited(self, membership: Membership) -> bool:
         return not membership.user.has_usable_password()
+
+
+class InvitationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.CharField()
+    role = serializers.CharField()
+    sent = serializers.DateTimeField()
+    expires = serializers.DateTimeField()
+    expired = serializers.BooleanField()
+    link = serializers.SerializerMethodField(
+        help_text="The invitee's link (also emailed); resending replaces it."
+    )
+
+    def get_link(self, invitation) -> str:
+        return invitation_url(invitation)
 
 
 class ConnectorStatsOut(serializers.Serializer):

@@ -19,6 +19,14 @@ v1 = [
     ),
     path("tenants/<slug:slug>/sso/", views.IdentityProviderView.as_view(), name="api-sso"),
     path(
+        "tenants/<slug:slug>/invitations/", views.InvitationsView.as_view(), name="api-invitations"
+    ),
+    path(
+        "tenants/<slug:slug>/invitations/<int:invitation_id>/",
+        views.InvitationView.as_view(),
+        name="api-invitation",
+    ),
+    path(
         "tenants/<slug:slug>/connectors/",
         views.TenantConnectorsView.as_view(),
         name="api-tenant-connectors",

@@ -27,11 +27,13 @@ from tenants.access import (
     tenants_visible_to,
 )
 from tenants.api_keys import api_key_create, api_key_revoke, api_keys_of
-from tenants.models import Connector, Membership
-from tenants.selectors import members_of
+from tenants.models import Connector, Invitation, Membership
+from tenants.selectors import invitations_pending, members_of
 from tenants.services import (
     connector_create,
     connector_update,
+    invitation_resend,
+    invitation_revoke,
     member_invite,
     member_remove,
     member_role_change,
@@ -174,16 +176,42 @@ class MembersView(_Base):
 
     @extend_schema(
         request=s.MemberInviteIn,
-        responses={201: s.MemberOut},
-        summary="Invite someone by email; they get a link to choose a password",
+        responses={201: s.InvitationOut},
+        summary="Invite someone by email: a pending invitation they accept from its link "
+        "(the answer is the same whether or not the address has an account)",
     )
     def post(self, request, slug: str):
         access = tenant_access(request.user, slug, admin=True)
         data = _valid(s.MemberInviteIn, request.data)
-        membership, _link = member_invite(
+        invitation = member_invite(
             tenant=access.tenant, email=data["email"], role=data["role"], invited_by=request.user
         )
-        return Response(s.MemberOut(membership).data, status=status.HTTP_201_CREATED)
+        return Response(s.InvitationOut(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationsView(_Base):
+    @extend_schema(
+        responses=s.InvitationOut(many=True), summary="Pending invitations of a tenant (admins)"
+    )
+    def get(self, request, slug: str):
+        access = tenant_access(request.user, slug, admin=True)
+        return self.paginated(request, invitations_pending(access.tenant), s.InvitationOut)
+
+
+class InvitationView(_Base):
+    def _invitation(self, request, slug: str, invitation_id: int) -> Invitation:
+        access = tenant_access(request.user, slug, admin=True)
+        return get_object_or_404(invitations_pending(access.tenant), pk=invitation_id)
+
+    @extend_schema(request=None, responses=s.InvitationOut, summary="Resend with a new link")
+    def post(self, request, slug: str, invitation_id: int):
+        invitation = invitation_resend(invitation=self._invitation(request, slug, invitation_id))
+        return Response(s.InvitationOut(invitation).data)
+
+    @extend_schema(responses={204: None}, summary="Revoke (its link stops working)")
+    def delete(self, request, slug: str, invitation_id: int):
+        invitation_revoke(invitation=self._invitation(request, slug, invitation_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MemberView(_Base):

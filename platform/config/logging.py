@@ -40,8 +40,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
-# Paths whose segments are secrets: the set-password link's user id and token.
-_PATH_SECRETS = [(re.compile(r"^(/accounts/set-password/)[^/]+/[^/]+"), r"\1[redacted]/[redacted]")]
+# Paths whose segments are secrets: the set-password link's user id and token, an invitation
+# link's signed token.
+_PATH_SECRETS = [
+    (re.compile(r"^(/accounts/set-password/)[^/]+/[^/]+"), r"\1[redacted]/[redacted]"),
+    (re.compile(r"^(/dashboard/invitations/)[^/]+"), r"\1[redacted]"),
+]
 
 
 def redact_path(path: str) -> str:
@@ -55,9 +59,11 @@ def redact_path(path: str) -> str:
 
 class RedactPaths(logging.Filter):
     """On the log handler: uvicorn's access lines and Django's request warnings carry the path
-    through ``redact_path``."""
+    through ``redact_path``; client errors carry no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "django.request" and getattr(record, "status_code", 500) < 500:
+            record.exc_info = None  # a refused request (403, 404) is a line, not a traceback
         if isinstance(record.args, tuple) and record.name in (
             "uvicorn.access",
             "django.request",

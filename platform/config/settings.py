@@ -106,6 +106,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dashboard.errors.StaleFormMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "authserver.middleware.NoFramingMiddleware",
@@ -217,6 +218,9 @@ SIGNIN_ACCOUNT_LIMIT = envint("SIGNIN_ACCOUNT_LIMIT", 10)
 SIGNIN_ADDRESS_LIMIT = envint("SIGNIN_ADDRESS_LIMIT", 30)
 SIGNIN_FAILURE_WINDOW = envint("SIGNIN_FAILURE_WINDOW", 900)  # seconds
 LOGIN_URL = "/accounts/login/"
+CSRF_FAILURE_VIEW = "dashboard.errors.csrf_failure"
+# An invitation link works this long after it was (re)sent (seconds; default a week).
+INVITATION_TTL = envint("INVITATION_TTL", 7 * 24 * 3600)
 LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_SECURE = _public.scheme == "https"
 CSRF_COOKIE_SECURE = _public.scheme == "https"

@@ -17,6 +17,17 @@ urlpatterns = [
     path("t/<slug:slug>/sso/remove", sso.sso_remove, name="dashboard-sso-remove"),
     path("t/<slug:slug>/members/invite", views.member_invite, name="dashboard-member-invite"),
     path(
+        "t/<slug:slug>/invitations/<int:invitation_id>/resend",
+        views.invitation_resend,
+        name="dashboard-invitation-resend",
+    ),
+    path(
+        "t/<slug:slug>/invitations/<int:invitation_id>/revoke",
+        views.invitation_revoke,
+        name="dashboard-invitation-revoke",
+    ),
+    path("invitations/<str:token>/", views.invitation_open, name="dashboard-invitation"),
+    path(
         "t/<slug:slug>/members/<int:membership_id>/role",
         views.member_role,
         name="dashboard-member-role",

@@ -1,8 +1,11 @@
 """Server-rendered dashboard pages. Each view loads what it shows through ``tenants.access``
 (404 for outsiders, 403 for members asking for admin actions) and writes through services."""
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.password_validation import password_validators_help_texts
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
@@ -15,6 +18,7 @@ from oauth2_provider.models import Application
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke
 from connectors.base import get_kind
+from dashboard.accounts import emails_print_to_console
 from dashboard.forms import (
     ConnectorCreateForm,
     ConnectorUpdateForm,
@@ -36,9 +40,9 @@ from tenants.access import (
 )
 from tenants.api_keys import api_key_create, api_keys_of
 from tenants.api_keys import api_key_revoke as revoke_api_key
-from tenants.models import Connector, Membership
-from tenants.selectors import connector_holds_upstream, members_of
-from tenants.services import TenantError, connector_create, tenant_create
+from tenants.models import Connector, Invitation, Membership
+from tenants.selectors import connector_holds_upstream, invitations_pending, members_of
+from tenants.services import TenantError, connector_create, invitation_url, tenant_create
 from upstream.health import (
     connector_stats,
     tenant_stats,
@@ -176,20 +180,43 @@ def connector_new(request, slug: str):
 # --- members ----------------------------------------------------------------------------------
 
 
-@login_required
-@require_GET
-def members(request, slug: str):
-    access = tenant_access(request.user, slug, admin=True)
+def _members_page(request, access, form, status=200):
     return render(
         request,
         "dashboard/members.html",
         {
             "tenant": access.tenant,
             "members": members_of(access.tenant),
-            "form": InviteForm(),
+            "invitations": [
+                (invitation, invitation_url(invitation))
+                for invitation in invitations_pending(access.tenant)
+            ],
+            "form": form,
             "roles": Membership.Role.choices,
+            "password_rules": password_validators_help_texts(),
         },
+        status=status,
     )
+
+
+@login_required
+@require_GET
+def members(request, slug: str):
+    access = tenant_access(request.user, slug, admin=True)
+    return _members_page(request, access, InviteForm())
+
+
+def _invitation_sent_message(invitation) -> str:
+    """What the admin is told: the same whether or not the address has an account; honest
+    about where the email went."""
+    if emails_print_to_console():
+        where = (
+            "This server prints emails to its console instead of sending them (EMAIL_BACKEND): "
+            "copy the link under Pending invitations and send it to them yourself."
+        )
+    else:
+        where = "We emailed them a link to accept it."
+    return f"Invitation for {invitation.email} as {invitation.role} sent. {where}"
 
 
 @login_required
@@ -199,7 +226,7 @@ def member_invite(request, slug: str):
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
-            membership, link = tenant_services.member_invite(
+            invitation = tenant_services.member_invite(
                 tenant=access.tenant,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
@@ -208,22 +235,80 @@ def member_invite(request, slug: str):
         except TenantError as exc:
             form.add_error("email", str(exc))
         else:
-            note = " They got an email with a link to choose a password." if link else ""
-            messages.success(
-                request, f"{membership.user.email} is now a {membership.role} of the tenant.{note}"
-            )
+            messages.success(request, _invitation_sent_message(invitation))
             return redirect("dashboard-members", slug=slug)
-    return render(
-        request,
-        "dashboard/members.html",
-        {
-            "tenant": access.tenant,
-            "members": members_of(access.tenant),
-            "form": form,
-            "roles": Membership.Role.choices,
-        },
-        status=400,
+    return _members_page(request, access, form, status=400)
+
+
+def _invitation(access, invitation_id: int) -> Invitation:
+    return get_object_or_404(
+        Invitation, pk=invitation_id, tenant=access.tenant, accepted__isnull=True
     )
+
+
+@login_required
+@require_POST
+def invitation_resend(request, slug: str, invitation_id: int):
+    access = tenant_access(request.user, slug, admin=True)
+    invitation = tenant_services.invitation_resend(invitation=_invitation(access, invitation_id))
+    messages.success(
+        request, _invitation_sent_message(invitation) + " The earlier link no longer works."
+    )
+    return redirect("dashboard-members", slug=slug)
+
+
+@login_required
+@require_POST
+def invitation_revoke(request, slug: str, invitation_id: int):
+    access = tenant_access(request.user, slug, admin=True)
+    invitation = _invitation(access, invitation_id)
+    tenant_services.invitation_revoke(invitation=invitation)
+    messages.success(
+        request, f"Invitation for {invitation.email} revoked; its link no longer works."
+    )
+    return redirect("dashboard-members", slug=slug)
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_open(request, token: str):
+    """The invitee's page. Signed in with the invited address: accept. Signed out: sign in to
+    accept, or choose a password for a new account. The page is the same whether or not an
+    account with the address exists."""
+    try:
+        invitation = tenant_services.invitation_from_token(token)
+    except tenant_services.InvitationUnusable as exc:
+        status = {"invalid": 404, "used": 410, "expired": 410}[exc.reason]
+        return render(
+            request,
+            "dashboard/invitation.html",
+            {"unusable": exc.reason, "invitation": exc.invitation},
+            status=status,
+        )
+    context = {
+        "invitation": invitation,
+        "password_rules": password_validators_help_texts(),
+        "login_url": f"{reverse('login')}?next={request.path}",
+    }
+    if request.method == "POST":
+        try:
+            if request.user.is_authenticated:
+                membership = tenant_services.invitation_accept(
+                    invitation=invitation, user=request.user
+                )
+            else:
+                password = request.POST.get("new_password1", "")
+                if password != request.POST.get("new_password2", ""):
+                    raise TenantError("the two passwords differ")
+                membership = tenant_services.invitation_accept_new_account(
+                    invitation=invitation, password=password
+                )
+                auth_login(request, membership.user, backend=settings.AUTHENTICATION_BACKENDS[0])
+        except TenantError as exc:
+            context["error"] = str(exc)
+            return render(request, "dashboard/invitation.html", context, status=400)
+        messages.success(request, f"You joined {membership.tenant.name} as {membership.role}.")
+        return redirect("dashboard-tenant", slug=membership.tenant.slug)
+    return render(request, "dashboard/invitation.html", context)
 
 
 def _membership(access, membership_id: int) -> Membership:

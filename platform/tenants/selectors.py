@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from connectors.base import get_kind
-from tenants.models import Connector, Membership, Tenant
+from tenants.models import Connector, Invitation, Membership, Tenant
 
 _CONNECTOR_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
 _ANY_ORIGIN = re.compile(r"^https?://[^/?#]+")
@@ -75,3 +75,8 @@ def members_of(tenant: Tenant) -> QuerySet[Membership]:
     return (
         Membership.objects.select_related("user").filter(tenant=tenant).order_by("user__username")
     )
+
+
+def invitations_pending(tenant: Tenant) -> QuerySet[Invitation]:
+    """Invitations not accepted yet (expired ones too: an admin resends or revokes them)."""
+    return Invitation.objects.filter(tenant=tenant, accepted__isnull=True).order_by("email")

@@ -1,17 +1,20 @@
 """Writes on tenants, memberships and connectors (used by the CLI, dashboard and API)."""
 
+import secrets
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.password_validation import validate_password
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
+from django.utils import timezone
 
 from config import crypto
 from connectors.base import SettingsError, get_kind
-from tenants.models import Connector, Membership, Tenant, slug_validator
+from tenants.models import Connector, Invitation, Membership, Tenant, slug_validator
 
 
 class TenantError(ValueError):
@@ -180,47 +183,157 @@ def _username_from_email(email: str) -> str:
     return candidate
 
 
-def set_password_url(user) -> str:
-    """A one-time link where ``user`` chooses a password (Django's reset token: it stops
-    working once the password changes, and after PASSWORD_RESET_TIMEOUT)."""
-    uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
-    return f"{settings.PUBLIC_URL}/accounts/set-password/{uid}/{token}/"
+def _clean_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise TenantError("enter a valid email address") from None
+    if len(email) > 254:
+        raise TenantError("an email address has at most 254 characters")
+    return email
+
+
+_INVITATION_SALT = "tenants.invitation"
+
+
+def invitation_url(invitation: Invitation) -> str:
+    """The invitee's link: the invitation's id and nonce, signed (no secret is stored)."""
+    token = signing.Signer(salt=_INVITATION_SALT).sign_object([invitation.pk, invitation.nonce])
+    return f"{settings.PUBLIC_URL}/dashboard/invitations/{token}/"
+
+
+def _invitation_send(invitation: Invitation) -> None:
+    """The same email whether or not an account with the address exists."""
+    tenant = invitation.tenant
+    inviter = invitation.invited_by.username if invitation.invited_by else "An operator"
+    days = max(1, settings.INVITATION_TTL // 86400)
+    send_mail(
+        subject=f"You are invited to {tenant.name}",
+        message=(
+            f"{inviter} invited you to join {tenant.name} on {settings.PUBLIC_URL} "
+            f"as {invitation.role}.\n\nOpen this link to accept: sign in if you already have an "
+            f"account here, or choose a password to create one.\n{invitation_url(invitation)}\n\n"
+            f"The link works for {days} day{'s' if days != 1 else ''}.\n"
+        ),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
 
 
 def member_invite(
     *, tenant: Tenant, email: str, role: str = Membership.Role.MEMBER, invited_by=None
-) -> tuple[Membership, str]:
-    """Add the person with ``email`` to the tenant (creating their account) and email them;
-    returns the membership and the set-password link ("" for an account that has one)."""
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise TenantError("enter a valid email address")
+) -> Invitation:
+    """Invite ``email`` to the tenant and email them a link; nothing is attached until they
+    accept. Whether an account with the address exists changes nothing here (no account is
+    created or joined, the answer is the same). Inviting an address with a pending invitation
+    sends that invitation again (with the new role)."""
+    email = _clean_email(email)
     if role not in Membership.Role.values:
         raise TenantError(f"unknown role {role!r}: use admin or member")
+    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+        raise TenantError(f"{email} is already a member of {tenant.name}")
     with transaction.atomic():
-        user = User.objects.filter(email__iexact=email).order_by("pk").first()
-        if user is None:
-            user = User(username=_username_from_email(email), email=email)
-            user.set_unusable_password()
-            user.save()
-        if Membership.objects.filter(tenant=tenant, user=user).exists():
-            raise TenantError(f"{email} is already a member of {tenant.name}")
-        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    link = "" if user.has_usable_password() else set_password_url(user)
-    inviter = invited_by.username if invited_by else "An operator"
-    body = f"{inviter} added you to {tenant.name} on {settings.PUBLIC_URL} as {role}.\n\n" + (
-        f"Choose your password here (your username is {user.username}):\n{link}\n"
-        if link
-        else f"Sign in as {user.username} at {settings.PUBLIC_URL}/dashboard/\n"
+        invitation = (
+            Invitation.objects.select_for_update()
+            .filter(tenant=tenant, email=email, accepted__isnull=True)
+            .first()
+        )
+        if invitation is None:
+            invitation = Invitation(tenant=tenant, email=email)
+        invitation.role = role
+        invitation.invited_by = invited_by
+        invitation.nonce = secrets.token_urlsafe(24)
+        invitation.sent = timezone.now()
+        invitation.save()
+    _invitation_send(invitation)
+    return invitation
+
+
+def invitation_resend(*, invitation: Invitation) -> Invitation:
+    """Send a pending invitation again with a fresh link (the older link stops working) and a
+    fresh expiry."""
+    if invitation.accepted:
+        raise TenantError("this invitation was accepted already")
+    invitation.nonce = secrets.token_urlsafe(24)
+    invitation.sent = timezone.now()
+    invitation.save(update_fields=["nonce", "sent"])
+    _invitation_send(invitation)
+    return invitation
+
+
+def invitation_revoke(*, invitation: Invitation) -> None:
+    if invitation.accepted:
+        raise TenantError("this invitation was accepted already")
+    invitation.delete()
+
+
+class InvitationUnusable(TenantError):
+    """The link cannot be used; ``reason`` is invalid, used or expired."""
+
+    def __init__(self, reason: str, invitation: Invitation | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.invitation = invitation
+
+
+def invitation_from_token(token: str) -> Invitation:
+    """The pending invitation a link names, or InvitationUnusable."""
+    try:
+        pk, nonce = signing.Signer(salt=_INVITATION_SALT).unsign_object(token)
+    except (signing.BadSignature, TypeError, ValueError):
+        raise InvitationUnusable("invalid") from None
+    invitation = Invitation.objects.select_related("tenant").filter(pk=pk).first()
+    if invitation is None:
+        raise InvitationUnusable("invalid")
+    if invitation.accepted:
+        raise InvitationUnusable("used", invitation)
+    if not secrets.compare_digest(invitation.nonce, str(nonce)):
+        raise InvitationUnusable("invalid")
+    if invitation.expired or not invitation.tenant.enabled:
+        raise InvitationUnusable("expired", invitation)
+    return invitation
+
+
+def _invitation_join(invitation: Invitation, user) -> Membership:
+    membership, _ = Membership.objects.get_or_create(
+        tenant=invitation.tenant, user=user, defaults={"role": invitation.role}
     )
-    send_mail(
-        subject=f"You are invited to {tenant.name}",
-        message=body,
-        from_email=None,
-        recipient_list=[email],
-    )
-    return membership, link
+    invitation.accepted = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted", "accepted_by"])
+    return membership
+
+
+def invitation_accept(*, invitation: Invitation, user) -> Membership:
+    """The signed-in ``user`` accepts; only the account with the invited address may."""
+    if (user.email or "").lower() != invitation.email:
+        raise TenantError(
+            "this invitation was sent to another email address: sign in with the account "
+            "that has that address"
+        )
+    with transaction.atomic():
+        return _invitation_join(invitation, user)
+
+
+def invitation_accept_new_account(*, invitation: Invitation, password: str) -> Membership:
+    """Create the invitee's account with ``password`` (checked by AUTH_PASSWORD_VALIDATORS)
+    and join; refused when an account with the address exists (that account signs in to
+    accept instead)."""
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=invitation.email).exists():
+            raise TenantError(
+                "an account with this email address exists: sign in to accept "
+                "(or reset its password)"
+            )
+        user = User(username=_username_from_email(invitation.email), email=invitation.email)
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise TenantError(" ".join(exc.messages)) from None
+        user.set_password(password)
+        user.save()
+        return _invitation_join(invitation, user)
 
 
 def _other_admins(membership: Membership) -> bool:

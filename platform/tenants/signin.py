@@ -11,6 +11,7 @@ import time
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
@@ -53,16 +54,32 @@ class ThrottledModelBackend(ModelBackend):
             username = kwargs.get(self._username_field())
         if signin_throttled(request, username):
             raise PermissionDenied("too many failed sign-ins")
-        user = super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(
+            request, username=_username_for(username), password=password, **kwargs
+        )
         if user is None:
             _signin_failed(request, username)
         return user
 
     @staticmethod
     def _username_field() -> str:
-        from django.contrib.auth import get_user_model
-
         return get_user_model().USERNAME_FIELD
+
+
+def _username_for(identifier: str | None) -> str | None:
+    """Sign-in by username or email: an email names the one active account that has it (no
+    username contains "@" unless it was chosen so; that username still wins)."""
+    if not identifier or "@" not in identifier:
+        return identifier
+    User = get_user_model()
+    if User.objects.filter(username=identifier).exists():
+        return identifier
+    usernames = list(
+        User.objects.filter(email__iexact=identifier.strip(), is_active=True).values_list(
+            "username", flat=True
+        )[:2]
+    )
+    return usernames[0] if len(usernames) == 1 else identifier
 
 
 THROTTLED_MESSAGE = (
@@ -79,7 +96,10 @@ class _ThrottleMessage:
 
 
 class SignInForm(_ThrottleMessage, AuthenticationForm):
-    pass
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].label = "Username or email"
+        self.fields["username"].max_length = 254
 
 
 class AdminSignInForm(_ThrottleMessage, AdminAuthenticationForm):

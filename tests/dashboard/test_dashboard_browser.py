@@ -138,29 +138,44 @@ def test_operator_creates_a_tenant_and_a_connector(live_url, acme, open_page):
     screenshot(page, "operator-overview")
 
 
-def test_tenant_admin_invites_a_member_who_sets_a_password(live_url, acme, open_page):
+def _invitation_link() -> str:
+    return next(line for line in mail.outbox[-1].body.splitlines() if "/invitations/" in line)
+
+
+def test_tenant_admin_invites_resends_and_the_member_joins(live_url, acme, open_page):
     admin = open_page()
     sign_in(admin, live_url, "alice", "alice-pass-123")
     admin.goto(f"{live_url}/dashboard/t/acme/members/")
     admin.get_by_label("Email").fill("carol@example.com")
     admin.get_by_label("Role", exact=True).select_option("member")
     admin.get_by_role("button", name="Send invitation").click()
-    admin.get_by_text("carol@example.com is now a member").wait_for()
-    assert admin.get_by_role("cell", name="carol invited").is_visible()
+    admin.get_by_text("Invitation for carol@example.com as member sent").wait_for()
+    assert admin.get_by_role("cell", name="carol@example.com", exact=True).is_visible()
+    assert admin.get_by_role("button", name="Copy link for carol@example.com").is_visible()
     screenshot(admin, "admin-invited-member")
+    first = _invitation_link()
 
-    link = next(line for line in mail.outbox[-1].body.splitlines() if "/set-password/" in line)
+    # The email got lost: the admin resends, and only the new link works.
+    admin.get_by_role("button", name="Resend to carol@example.com").click()
+    admin.get_by_text("The earlier link no longer works").wait_for()
+    second = _invitation_link()
+    assert second != first
+
     invitee = open_page(width=390, height=844)  # a phone
-    invitee.goto(link.strip())
+    invitee.goto(first.strip())
+    assert invitee.get_by_role("heading", name="This invitation link does not work").is_visible()
+    invitee.goto(second.strip())
+    assert invitee.get_by_role("heading", name="Join Acme Inc").is_visible()
+    assert invitee.get_by_text("at least").first.is_visible()  # the password rules
     invitee.get_by_label("New password").fill("carol-pass-123")
     invitee.get_by_label("The same password again").fill("carol-pass-123")
-    invitee.get_by_role("button", name="Set password and sign in").click()
-    invitee.wait_for_url(f"{live_url}/dashboard/")
+    invitee.get_by_role("button", name="Create account and join").click()
+    invitee.wait_for_url(f"{live_url}/dashboard/t/acme/")
     assert invitee.get_by_role("heading", name="Acme Inc").is_visible()
     screenshot(invitee, "invited-member-phone")
     # The link worked once.
-    invitee.goto(link.strip())
-    assert invitee.get_by_role("heading", name="This link no longer works").is_visible()
+    invitee.goto(second.strip())
+    assert invitee.get_by_role("heading", name="This invitation was accepted already").is_visible()
 
 
 def _connect_sdk_client(url: str) -> dict:
@@ -283,3 +298,55 @@ def test_tenant_admin_connects_quickbooks_in_shared_mode_in_the_browser(
     # Live status: the page follows a status change without a reload.
     UpstreamConnection.objects.filter(pk=shared.pk).update(status="needs_reauth")
     page.locator(f'[data-connection-status="{shared.pk}"].needs_reauth').wait_for(timeout=15_000)
+
+
+def test_sign_out_error_pages_and_a_stale_form_kept(live_url, acme, open_page):
+    page = open_page()
+    sign_in(page, live_url, "bob", "bob-pass-123")
+    # A member on an admin page, and an unknown page: our own pages, with a way back.
+    page.goto(f"{live_url}/dashboard/t/acme/members/")
+    assert page.get_by_role("heading", name="You cannot open this page").is_visible()
+    page.goto(f"{live_url}/dashboard/no-such-page")
+    assert page.get_by_role("heading", name="Page not found").is_visible()
+    screenshot(page, "error-404")
+    # Sign out lands on our signed-out page, whose link signs in here (not in Django admin).
+    page.goto(f"{live_url}/dashboard/")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="You are signed out").wait_for()
+    page.get_by_role("link", name="Sign in again").click()
+    page.wait_for_url(f"{live_url}/accounts/login/**")
+    screenshot(page, "signed-out-sign-in")
+
+    # An admin edits settings; the session ends before Save; the edit survives sign-in.
+    admin = open_page()
+    sign_in(admin, live_url, "alice", "alice-pass-123")
+    connector = acme["connector"]
+    admin.goto(f"{live_url}/dashboard/connectors/{connector.pk}/")
+    admin.get_by_label("Name", exact=True).fill("Echo, renamed before lunch")
+    admin.context.clear_cookies(name="sessionid")
+    admin.get_by_role("button", name="Save settings").click()
+    admin.wait_for_url(f"{live_url}/accounts/login/**")
+    admin.get_by_label("Username").fill("alice")
+    admin.get_by_label("Password").fill("alice-pass-123")
+    admin.get_by_role("button", name="Sign in").click()
+    admin.get_by_role("heading", name="Send your changes again").wait_for()
+    admin.get_by_role("button", name="Try again").click()
+    admin.wait_for_url(f"{live_url}/dashboard/connectors/{connector.pk}/")
+    admin.get_by_text("Connector settings saved.").wait_for()
+    connector.refresh_from_db()
+    assert connector.name == "Echo, renamed before lunch"
+
+    # A stale CSRF token (signed out and in elsewhere): "your session expired, try again".
+    admin.get_by_label("Name", exact=True).fill("Echo, renamed after a long lunch")
+    admin.context.add_cookies([{"name": "csrftoken", "value": "x" * 32, "url": live_url}])
+    admin.get_by_role("button", name="Save settings").click()
+    admin.get_by_role("heading", name="Your session expired").wait_for()
+    screenshot(admin, "session-expired-try-again")
+    admin.get_by_role("button", name="Try again").click()
+    admin.get_by_text("Connector settings saved.").wait_for()
+    connector.refresh_from_db()
+    assert connector.name == "Echo, renamed after a long lunch"
+
+    # Reloading a button's target: our 405 page, not a blank one.
+    admin.goto(f"{live_url}/dashboard/connectors/{connector.pk}/test")
+    assert admin.get_by_role("heading", name="This address takes a form, not a visit").is_visible()

@@ -75,6 +75,7 @@ def test_the_access_log_holds_no_query_string_or_path_secret(live_url, acme, pla
             f"{live_url}/upstream/quickbooks/callback?code=INTUITCODE123&state=st4te&realmId=9"
         )
         httpx.get(f"{live_url}/accounts/set-password/Mg/cv8xyz-SETPASSWORDTOKEN/", timeout=60)
+        httpx.get(f"{live_url}/dashboard/invitations/WzEsIm4iXQ:INVITESIGNATURE/", timeout=60)
         httpx.get(f"{live_url}/no-such-page/?token=QUERYSECRET", timeout=60)
     finally:
         access.setLevel(level)
@@ -83,5 +84,7 @@ def test_the_access_log_holds_no_query_string_or_path_secret(live_url, acme, pla
     text = stream.getvalue()
     assert any("/upstream/quickbooks/callback" in line["message"] for line in lines), text
     assert any("/accounts/set-password/" in line["message"] for line in lines), text
-    for secret in ("INTUITCODE123", "SETPASSWORDTOKEN", "QUERYSECRET", "realmId"):
+    assert any("/dashboard/invitations/" in line["message"] for line in lines), text
+    secrets = ("INTUITCODE123", "SETPASSWORDTOKEN", "INVITESIGNATURE", "QUERYSECRET", "realmId")
+    for secret in secrets:
         assert secret not in text
