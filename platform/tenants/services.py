@@ -5,6 +5,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -15,6 +16,9 @@ from django.utils import timezone
 from config import crypto
 from connectors.base import SettingsError, get_kind
 from tenants.models import Connector, Invitation, Membership, Tenant, slug_validator
+
+User = get_user_model()
+username_validator = UnicodeUsernameValidator()
 
 
 class TenantError(ValueError):
@@ -35,9 +39,16 @@ def tenant_get(*, slug: str) -> Tenant:
         raise TenantError(f"unknown tenant {slug!r}") from None
 
 
+def _check_name(name: str | None, what: str) -> None:
+    limit = Tenant._meta.get_field("name").max_length
+    if name is not None and len(name) > limit:
+        raise TenantError(f"a {what} name has at most {limit} characters")
+
+
 def tenant_create(*, slug: str, name: str = "") -> Tenant:
     """Create a tenant; the slug becomes part of every connector URL."""
     _check_slug(slug, "tenant")
+    _check_name(name, "tenant")
     try:
         with transaction.atomic():
             return Tenant.objects.create(slug=slug, name=name or slug)
@@ -45,30 +56,76 @@ def tenant_create(*, slug: str, name: str = "") -> Tenant:
         raise TenantError(f"tenant {slug!r} already exists") from None
 
 
+def _check_password(password: str, user) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise TenantError(" ".join(exc.messages)) from None
+
+
 def member_add(
     *,
     tenant: Tenant,
     username: str,
-    role: str = Membership.Role.MEMBER,
+    role: str | None = None,
     password: str | None = None,
     email: str = "",
+    update: bool = False,
 ) -> Membership:
-    """Add (or re-role) a member, creating the user when missing."""
-    if role not in Membership.Role.values:
+    """Add a user to a tenant, creating the user when missing (the operator's path; people
+    invite by email instead). An existing user's password, email and existing role change only
+    with ``update`` (and a tenant keeps an admin); input follows the dashboard's rules."""
+    if role is not None and role not in Membership.Role.values:
         raise TenantError(f"unknown role {role!r}: use admin or member")
-    User = get_user_model()
+    try:
+        username_validator(username)
+    except ValidationError as exc:
+        raise TenantError(f"invalid username {username!r}: {exc.messages[0]}") from None
+    if len(username) > 150:
+        raise TenantError("a username has at most 150 characters")
+    email = _clean_email(email) if email else ""
     with transaction.atomic():
-        user, created = User.objects.get_or_create(username=username, defaults={"email": email})
-        if created and not password:
-            user.set_unusable_password()
-        if password:
-            user.set_password(password)
-        if email and user.email != email:
-            user.email = email
-        user.save()
-        membership, _ = Membership.objects.update_or_create(
-            tenant=tenant, user=user, defaults={"role": role}
-        )
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User(username=username, email=email)
+            if password:
+                _check_password(password, user)
+                user.set_password(password)
+            else:
+                user.set_unusable_password()
+            user.save()
+        else:
+            changes = [
+                what
+                for what, changed in (
+                    ("password", bool(password)),
+                    ("email", bool(email) and user.email.lower() != email),
+                )
+                if changed
+            ]
+            if changes and not update:
+                raise TenantError(
+                    f"user {username!r} exists: pass --update to change their "
+                    + " and ".join(changes)
+                )
+            if password:
+                _check_password(password, user)
+                user.set_password(password)
+            if email:
+                user.email = email
+            user.save()
+        membership = Membership.objects.filter(tenant=tenant, user=user).first()
+        if membership is None:
+            return Membership.objects.create(
+                tenant=tenant, user=user, role=role or Membership.Role.MEMBER
+            )
+        if role and role != membership.role:
+            if not update:
+                raise TenantError(
+                    f"{username} is already {membership.role} of {tenant.slug}: "
+                    "pass --update to change their role"
+                )
+            member_role_change(membership=membership, role=role)
     return membership
 
 
@@ -100,6 +157,7 @@ def connector_create(
         raise TenantError(str(exc.args[0])) from None
     slug = slug or kind.replace("_", "-")  # a kind slug may hold "_", a URL slug not
     _check_slug(slug, "connector")
+    _check_name(name, "connector")
     if mode not in Connector.Mode.values:
         raise TenantError(f"unknown mode {mode!r}: use per_user or shared")
     cleaned = connector_settings_clean(kind=kind, settings_in=settings or {})
@@ -115,9 +173,6 @@ def connector_create(
             )
     except IntegrityError:
         raise TenantError(f"connector {slug!r} already exists in tenant {tenant.slug!r}") from None
-
-
-User = get_user_model()
 
 
 def tenant_update(
@@ -327,10 +382,7 @@ def invitation_accept_new_account(*, invitation: Invitation, password: str) -> M
                 "(or reset its password)"
             )
         user = User(username=_username_from_email(invitation.email), email=invitation.email)
-        try:
-            validate_password(password, user)
-        except ValidationError as exc:
-            raise TenantError(" ".join(exc.messages)) from None
+        _check_password(password, user)
         user.set_password(password)
         user.save()
         return _invitation_join(invitation, user)

@@ -3,6 +3,7 @@
 Every setting of every installed kind's settings schema is an option (``upstream_url`` is
 ``--upstream-url``), e.g. ``connector create acme remote_mcp --upstream-url URL
 --upstream-auth header --header-name X-API-Key``; the kind's schema checks the values.
+``manage.py connector list [TENANT_SLUG]`` lists connectors.
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -42,8 +43,12 @@ class Command(BaseCommand):
                 metavar="true|false" if isinstance(setting, BooleanSetting) else "VALUE",
                 help=setting.help or setting.title,
             )
+        listing = sub.add_parser("list", help="list connectors (of one tenant, or all)")
+        listing.add_argument("tenant", nargs="?")
 
     def handle(self, *args, action, **options):
+        if action == "list":
+            return self._list(options["tenant"])
         settings = {}
         for key, value in options.items():
             if not key.startswith("setting_") or value is None:
@@ -67,3 +72,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"created connector {connector} ({connector.kind}, {connector.mode})")
         self.stdout.write(connector.url)
+
+    def _list(self, tenant_slug: str | None) -> None:
+        connectors = Connector.objects.select_related("tenant").order_by("tenant__slug", "slug")
+        try:
+            if tenant_slug:
+                connectors = connectors.filter(tenant=tenant_get(slug=tenant_slug))
+        except TenantError as exc:
+            raise CommandError(str(exc)) from exc
+        for c in connectors:
+            state = "enabled" if c.enabled else "disabled"
+            self.stdout.write(f"{c}\t{c.kind}\t{c.mode}\t{state}\t{c.url}")
