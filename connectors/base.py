@@ -221,9 +221,19 @@ class ToolContext:
     token_id: int
     upstream: UpstreamHandle | None = None  # None for a kind without an upstream provider
     http: httpx.AsyncClient | None = None  # the process's pooled client (shared_http())
+    role: str = "member"  # the caller's role in the tenant: admin or member
+    # What this call reports for its audit record (one dict per request; see ``note``).
+    notes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def note(self, *, upstream_request_id: str) -> None:
+        """Record the upstream's id of the request this tool call made (kept in the audit log)."""
+        self.notes[UPSTREAM_REQUEST_ID] = str(upstream_request_id)[:200]
 
 
 SCOPE_KEY = "platform.tool_context"
+UPSTREAM_REQUEST_ID = "upstream_request_id"
+# Set in ToolContext.notes when the platform refused a call (tool policy, write gate): why.
+REFUSED = "refused"
 # The one connector setting the platform knows by name: tools that change upstream data are
 # listed and callable only where it is true (connectors.write_gate).
 WRITES_SETTING = "writes_allowed"
@@ -586,3 +596,12 @@ def get_kind(slug: str) -> ConnectorKind:
     except KeyError:
         known = ", ".join(sorted(all_kinds())) or "none configured"
         raise KeyError(f"unknown connector kind {slug!r} (known: {known})") from None
+
+
+async def declared_tools(slug: str) -> list[Tool]:
+    """The tools kind ``slug`` declares up front (its MCPServer's tools, annotations included);
+    none for a tool source, whose tools are only known per request."""
+    kind = get_kind(slug)
+    if kind.tool_source is not None:
+        return []
+    return await kind.server.list_tools()

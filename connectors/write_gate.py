@@ -27,7 +27,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from connectors.base import SCOPE_KEY, WRITES_SETTING, ToolContext
+from connectors.base import REFUSED, SCOPE_KEY, WRITES_SETTING, ToolContext
 
 
 def writes_allowed(context: ToolContext | None) -> bool:
@@ -70,12 +70,16 @@ class WriteGatedServer(MCPServer):
             request_context = context.request_context if context is not None else None
         except ValueError:  # a Context made outside a request
             request_context = None
-        if not writes_allowed(_context_of(request_context)):
+        tool_ctx = _context_of(request_context)
+        if not writes_allowed(tool_ctx):
             tool = next((t for t in await self.list_tools() if t.name == name), None)
             read_only = tool is not None and tool.annotations and tool.annotations.read_only_hint
             if tool is not None and not read_only:
-                raise ToolError(
+                reason = (
                     f"{name} is not available: this connector is read-only (its settings do not "
                     "allow writes; a tenant admin can turn writes on)"
                 )
+                if tool_ctx is not None:
+                    tool_ctx.notes[REFUSED] = reason  # the audit record says "denied"
+                raise ToolError(reason)
         return await super().call_tool(name, arguments, context)

@@ -39,6 +39,8 @@ def platform_settings(platform_port):
         CONNECTOR_KINDS=[*settings.CONNECTOR_KINDS, *TEST_KINDS],
         OAUTH2_PROVIDER={**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": public_url},
         CIMD_ALLOW_HTTP_LOOPBACK=True,
+        # Tests flush the audit buffer themselves (or fill a batch); no timer races them.
+        AUDIT_FLUSH_SECONDS=3600,
         # Sign-in speed, not strength, matters in tests.
         PASSWORD_HASHERS=[
             "django.contrib.auth.hashers.MD5PasswordHasher",
@@ -82,11 +84,14 @@ def _close_server_thread_connections():
 @pytest.fixture
 def live_url(_live_app, transactional_db):
     """The base URL of a live platform (uvicorn, the real ASGI app) on committed data."""
+    from events.audit import audit_buffer
     from events.services import call_counter
 
     call_counter.drain()  # counts of an earlier test name rows that no longer exist
+    audit_buffer.drain()
     yield _live_app
     call_counter.drain()
+    audit_buffer.drain()
 
 
 @pytest.fixture

@@ -128,7 +128,9 @@ def _request_id(context: ToolContext, tool: str, key: str | None) -> tuple[str, 
     """
     key = key or qbo.new_request_id()
     scoped = f"{context.connector_id}:{context.user_id}:{tool}:{key}"
-    return key, hashlib.sha256(scoped.encode()).hexdigest()[:40]
+    sent = hashlib.sha256(scoped.encode()).hexdigest()[:40]
+    context.note(upstream_request_id=sent)
+    return key, sent
 
 
 def _address(address: Address | None) -> dict[str, str] | None:

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from connectors.base import get_kind
-from events.models import Event
+from events.models import AuditRecord, Event
 from tenants.models import Connector, Membership, slug_validator
 from tenants.services import invitation_url
 from upstream.models import UpstreamConnection
@@ -93,6 +93,8 @@ class ConnectorOut(serializers.Serializer):
     settings = serializers.SerializerMethodField(
         help_text="The kind's settings; a secret shows only whether it is set."
     )
+    tool_policy = serializers.JSONField()
+    audit_arguments = serializers.CharField()
     created = serializers.DateTimeField()
 
     @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -224,6 +226,14 @@ class ConnectorUpdateIn(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     mode = serializers.ChoiceField(choices=Connector.Mode.choices, required=False)
     settings = serializers.DictField(required=False)
+    tool_policy = serializers.DictField(
+        required=False,
+        help_text='{"off": [tool names], "admins_only": [tool names]}: a tool named in neither '
+        "is callable by every member",
+    )
+    audit_arguments = serializers.ChoiceField(
+        choices=Connector.AuditArguments.choices, required=False
+    )
 
 
 class EventFilterIn(serializers.Serializer):
@@ -275,3 +285,33 @@ class IdentityProviderOut(serializers.Serializer):
     default_role = serializers.CharField()
     local_passwords_allowed = serializers.BooleanField()
     enabled = serializers.BooleanField()
+
+
+class AuditFilterIn(serializers.Serializer):
+    q = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    connector = serializers.IntegerField(min_value=1, required=False)
+    member = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    client_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    tool = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    outcome = serializers.ChoiceField(choices=AuditRecord.Outcome.choices, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class AuditExportIn(AuditFilterIn):
+    type = serializers.ChoiceField(choices=["csv", "jsonl"], default="jsonl")
+
+
+class AuditRecordOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    time = serializers.DateTimeField(source="created")
+    connector = serializers.IntegerField(source="connector_id")
+    member = serializers.CharField(source="username")
+    client_id = serializers.CharField()
+    tool = serializers.CharField()
+    outcome = serializers.CharField()
+    latency_ms = serializers.IntegerField()
+    upstream_request_id = serializers.CharField()
+    arguments_kept = serializers.CharField(help_text="full (secrets redacted) or digest")
+    arguments = serializers.JSONField()
+    error = serializers.CharField()

@@ -18,6 +18,12 @@ v1 = [
         name="api-member",
     ),
     path("tenants/<slug:slug>/sso/", views.IdentityProviderView.as_view(), name="api-sso"),
+    path("tenants/<slug:slug>/audit/", views.AuditRecordsView.as_view(), name="api-audit"),
+    path(
+        "tenants/<slug:slug>/audit/export/",
+        views.AuditExportView.as_view(),
+        name="api-audit-export",
+    ),
     path(
         "tenants/<slug:slug>/invitations/", views.InvitationsView.as_view(), name="api-invitations"
     ),

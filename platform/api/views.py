@@ -2,7 +2,7 @@
 an outsider gets 404 for another tenant's objects, a member 403 for admin-only changes."""
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from oauth2_provider.models import Application
@@ -15,7 +15,8 @@ from api import serializers as s
 from api.pagination import Pagination
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke, mcp_token_revoke
-from events.selectors import events_of
+from events.audit import EXPORT_TYPES, audit_export_lines
+from events.selectors import audit_records_of, events_of
 from events.trace import connect_trace
 from identity.selectors import provider_of, provider_summary
 from identity.services import IdentityError, provider_delete, provider_save
@@ -298,7 +299,7 @@ class ConnectorView(_Base):
     @extend_schema(
         request=s.ConnectorUpdateIn,
         responses=s.ConnectorOut,
-        summary="Rename, enable/disable, switch mode or change settings (admins)",
+        summary="Rename, enable/disable, switch mode, change settings or the tool policy (admins)",
     )
     def patch(self, request, connector_id: int):
         access = connector_access(request.user, connector_id, admin=True)
@@ -309,6 +310,8 @@ class ConnectorView(_Base):
             enabled=data.get("enabled"),
             mode=data.get("mode"),
             settings=data.get("settings"),
+            tool_policy=data.get("tool_policy"),
+            audit_arguments=data.get("audit_arguments"),
         )
         return Response(_connector_out(access.connector))
 
@@ -484,3 +487,49 @@ class IdentityProviderView(_Base):
     def delete(self, request, slug: str):
         provider_delete(provider=self._provider(request, slug))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _audit_records(request, slug: str, filter_class):
+    """(the records the query selects, the validated query); 404 first for outsiders."""
+    access = tenant_access(request.user, slug)
+    filters = _valid(filter_class, request.query_params)
+    records = audit_records_of(
+        access.tenant.pk,
+        user=None if access.manages else request.user,
+        search=filters.get("q", ""),
+        connector_id=filters.get("connector"),
+        member=filters.get("member", ""),
+        client_id=filters.get("client_id", ""),
+        tool=filters.get("tool", ""),
+        outcome=filters.get("outcome", ""),
+        since=filters.get("since"),
+        until=filters.get("until"),
+    )
+    return records, filters
+
+
+class AuditRecordsView(_Base):
+    @extend_schema(
+        parameters=[s.AuditFilterIn],
+        responses=s.AuditRecordOut(many=True),
+        summary="The tenant's tool-call audit log, newest first (members: their own calls)",
+    )
+    def get(self, request, slug: str):
+        records, _ = _audit_records(request, slug, s.AuditFilterIn)
+        return self.paginated(request, records, s.AuditRecordOut)
+
+
+class AuditExportView(_Base):
+    @extend_schema(
+        parameters=[s.AuditExportIn],
+        responses={(200, "text/csv"): str, (200, "application/x-ndjson"): str},
+        summary="Export the audit records the filters select, as CSV or JSON lines",
+    )
+    def get(self, request, slug: str):
+        records, filters = _audit_records(request, slug, s.AuditExportIn)
+        export = filters["type"]
+        response = StreamingHttpResponse(
+            audit_export_lines(records, export), content_type=EXPORT_TYPES[export]
+        )
+        response["Content-Disposition"] = f'attachment; filename="audit-{slug}.{export}"'
+        return response

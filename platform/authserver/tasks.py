@@ -9,12 +9,12 @@ from oauth2_provider.models import clear_expired
 
 from authserver.models import RefreshGraceAnswer, UsedAuthorizationCode
 from authserver.registration import registrations_prune
-from events.models import Event
+from events.models import AuditRecord, Event
 
 
 def housekeeping_run() -> dict:
     """Expired tokens and grants (DOT's cleartokens), sealed refresh answers past their grace
-    window, unused registrations, old events."""
+    window, unused registrations, old events and audit records."""
     clear_expired()
     now = timezone.now()
     registrations = registrations_prune(now=now)
@@ -23,7 +23,15 @@ def housekeeping_run() -> dict:
     events, _ = Event.objects.filter(
         created__lt=now - timedelta(days=settings.EVENT_RETENTION_DAYS)
     ).delete()
-    return {"registrations": registrations, "used_codes": codes, "events": events}
+    audit, _ = AuditRecord.objects.filter(
+        created__lt=now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
+    ).delete()
+    return {
+        "registrations": registrations,
+        "used_codes": codes,
+        "events": events,
+        "audit_records": audit,
+    }
 
 
 @shared_task

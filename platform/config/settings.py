@@ -423,6 +423,18 @@ UPSTREAM_RECENT_USE_SECONDS = envint("UPSTREAM_RECENT_USE_SECONDS", 7 * 86400)
 # Every connection is refreshed at least this often, used or not (keeps rolling windows alive).
 UPSTREAM_MAX_REFRESH_AGE = envint("UPSTREAM_MAX_REFRESH_AGE", 86400)
 EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 30)
+# The tool-call audit log (events.audit): written in batches off the request path.
+AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 90)
+AUDIT_FLUSH_SECONDS = float(env("AUDIT_FLUSH_SECONDS", "5") or 5)
+AUDIT_BATCH_SIZE = envint("AUDIT_BATCH_SIZE", 500)
+AUDIT_BUFFER_MAX = envint("AUDIT_BUFFER_MAX", 100_000)  # kept while the database is away
+AUDIT_WEBHOOK_URL = env("AUDIT_WEBHOOK_URL", "") or ""
+AUDIT_WEBHOOK_SECRET = env("AUDIT_WEBHOOK_SECRET", "") or ""
+AUDIT_WEBHOOK_TIMEOUT = float(env("AUDIT_WEBHOOK_TIMEOUT", "5") or 5)
+if AUDIT_WEBHOOK_URL and not AUDIT_WEBHOOK_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("AUDIT_WEBHOOK_URL must be an http(s) URL")
+if AUDIT_BATCH_SIZE < 1 or AUDIT_FLUSH_SECONDS <= 0:
+    raise ImproperlyConfigured("AUDIT_BATCH_SIZE and AUDIT_FLUSH_SECONDS must be positive")
 # Retries of a failed background refresh: exponential from this base, with jitter, bounded.
 UPSTREAM_RETRY_BASE_SECONDS = float(env("UPSTREAM_RETRY_BASE_SECONDS", "5") or 5)
 UPSTREAM_RETRY_MAX = envint("UPSTREAM_RETRY_MAX", 6)

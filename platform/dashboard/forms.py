@@ -3,7 +3,7 @@
 from django import forms
 
 from connectors.base import BooleanSetting, ChoiceSetting, Setting, all_kinds, get_kind
-from events.models import Event
+from events.models import AuditRecord, Event
 from tenants.models import Connector, Membership, slug_validator
 
 
@@ -97,3 +97,56 @@ class TraceFilterForm(forms.Form):
     outcome = forms.ChoiceField(
         required=False, choices=[("", "any outcome"), *Event.Outcome.choices], label="Outcome"
     )
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters (dashboard); the API takes the same names."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    connector = forms.IntegerField(required=False, min_value=1, label="Connector")
+    member = forms.CharField(required=False, max_length=150, label="Member")
+    client = forms.CharField(required=False, max_length=255, label="Client")
+    tool = forms.CharField(required=False, max_length=200, label="Tool")
+    outcome = forms.ChoiceField(
+        required=False,
+        choices=[("", "any outcome"), *AuditRecord.Outcome.choices],
+        label="Outcome",
+    )
+    since = forms.DateTimeField(required=False, label="From")
+    until = forms.DateTimeField(required=False, label="Until")
+
+    def filters(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "search": data.get("q") or "",
+            "connector_id": data.get("connector"),
+            "member": data.get("member") or "",
+            "client_id": data.get("client") or "",
+            "tool": data.get("tool") or "",
+            "outcome": data.get("outcome") or "",
+            "since": data.get("since"),
+            "until": data.get("until"),
+        }
+
+
+class ToolPolicyForm(forms.Form):
+    """A connector's tool policy (tenants.policy) and audit setting; one tool name per line."""
+
+    off = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    admins_only = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    audit_arguments = forms.ChoiceField(choices=Connector.AuditArguments.choices)
+
+    @staticmethod
+    def initial_for(connector: Connector) -> dict:
+        policy = connector.tool_policy or {}
+        return {
+            "off": "\n".join(policy.get("off", [])),
+            "admins_only": "\n".join(policy.get("admins_only", [])),
+            "audit_arguments": connector.audit_arguments,
+        }
+
+    def policy_value(self) -> dict:
+        def names(field: str) -> list[str]:
+            return [line.strip() for line in self.cleaned_data[field].splitlines() if line.strip()]
+
+        return {"off": names("off"), "admins_only": names("admins_only")}

@@ -15,6 +15,7 @@ urlpatterns = [
     path("t/<slug:slug>/members/", views.members, name="dashboard-members"),
     path("t/<slug:slug>/sso/", sso.sso_settings, name="dashboard-sso"),
     path("t/<slug:slug>/sso/remove", sso.sso_remove, name="dashboard-sso-remove"),
+    path("t/<slug:slug>/audit/", views.audit_log, name="dashboard-audit"),
     path("t/<slug:slug>/members/invite", views.member_invite, name="dashboard-member-invite"),
     path(
         "t/<slug:slug>/invitations/<int:invitation_id>/resend",
@@ -57,6 +58,11 @@ urlpatterns = [
         "connectors/<int:connector_id>/update",
         views.connector_update,
         name="dashboard-connector-update",
+    ),
+    path(
+        "connectors/<int:connector_id>/policy",
+        views.connector_policy,
+        name="dashboard-connector-policy",
     ),
     path(
         "connectors/<int:connector_id>/trace",

@@ -1,6 +1,7 @@
 """Server-rendered dashboard pages. Each view loads what it shows through ``tenants.access``
 (404 for outsiders, 403 for members asking for admin actions) and writes through services."""
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
@@ -8,7 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import password_validators_help_texts
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -17,18 +19,21 @@ from oauth2_provider.models import Application
 
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke
-from connectors.base import get_kind
+from connectors.base import declared_tools, get_kind
 from dashboard.accounts import emails_print_to_console
 from dashboard.forms import (
+    AuditFilterForm,
     ConnectorCreateForm,
     ConnectorUpdateForm,
     InviteForm,
     RoleForm,
     TenantCreateForm,
     TenantUpdateForm,
+    ToolPolicyForm,
     TraceFilterForm,
 )
-from events.selectors import event_kinds
+from events.audit import EXPORT_TYPES, audit_export_lines
+from events.selectors import audit_records_of, event_kinds
 from events.trace import connect_trace
 from tenants import services as tenant_services
 from tenants.access import (
@@ -400,7 +405,30 @@ def connector_detail(request, connector_id: int):
             **ConnectorUpdateForm.initial_settings(connector),
         },
     )
+    context["policy_form"] = ToolPolicyForm(initial=ToolPolicyForm.initial_for(connector))
+    context["known_tools"] = [t.name for t in async_to_sync(declared_tools)(connector.kind)]
     return render(request, "dashboard/connector.html", context)
+
+
+@login_required
+@require_POST
+def connector_policy(request, connector_id: int):
+    access = connector_access(request.user, connector_id, admin=True)
+    form = ToolPolicyForm(request.POST)
+    if form.is_valid():
+        try:
+            tenant_services.connector_update(
+                connector=access.connector,
+                tool_policy=form.policy_value(),
+                audit_arguments=form.cleaned_data["audit_arguments"],
+            )
+        except TenantError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Tool policy saved; it applies to the next call.")
+    else:
+        messages.error(request, "Check the tool policy: " + form.errors.as_text())
+    return redirect("dashboard-connector", connector_id=connector_id)
 
 
 @login_required
@@ -514,6 +542,54 @@ def connector_trace(request, connector_id: int):
             "clients": clients,
             "kinds": event_kinds(access.connector),
             "now": timezone.now(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def audit_log(request, slug: str):
+    """The tenant's tool-call audit log: admins see every call, members their own.
+
+    ``?export=csv`` or ``?export=jsonl`` downloads what the filters select."""
+    access = tenant_access(request.user, slug)
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        records = audit_records_of(access.tenant.pk).none()
+    else:
+        records = audit_records_of(
+            access.tenant.pk,
+            user=None if access.manages else request.user,
+            **form.filters(),
+        )
+    export = request.GET.get("export", "")
+    if export:
+        if export not in EXPORT_TYPES:
+            return render(
+                request,
+                "dashboard/audit.html",
+                {"tenant": access.tenant, "form": form, "export_error": export},
+                status=400,
+            )
+        response = StreamingHttpResponse(
+            audit_export_lines(records, export), content_type=EXPORT_TYPES[export]
+        )
+        filename = f"audit-{access.tenant.slug}-{timezone.now():%Y%m%dT%H%M%S}.{export}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    page = Paginator(records, 100).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "dashboard/audit.html",
+        {
+            "tenant": access.tenant,
+            "manages": access.manages,
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "connectors": Connector.objects.filter(tenant=access.tenant).order_by("slug"),
         },
     )
 

@@ -37,3 +37,46 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.outcome}"
+
+
+class AuditRecord(models.Model):
+    """One tools/call: who called which tool through which client, and how it ended.
+
+    Written in batches off the request path (events.audit); pruned by age."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+        DENIED = "denied", "Refused by the platform"
+
+    created = models.DateTimeField(db_index=True)  # when the call arrived
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="audit_records"
+    )
+    connector = models.ForeignKey(
+        "tenants.Connector", on_delete=models.CASCADE, related_name="audit_records"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)  # kept if the user is deleted
+    client_id = models.CharField(max_length=255, blank=True)
+    tool = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    latency_ms = models.PositiveIntegerField()
+    upstream_request_id = models.CharField(max_length=200, blank=True)
+    # "full" (secrets redacted) or "digest" (keys and a hash of the values), per the connector.
+    arguments_kept = models.CharField(max_length=10)
+    arguments = models.JSONField(default=dict)
+    error = models.CharField(max_length=500, blank=True)  # what the caller was told
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-created"]),
+            models.Index(fields=["connector", "-created"]),
+            models.Index(fields=["user", "-created"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.outcome}"

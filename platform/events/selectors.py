@@ -5,7 +5,7 @@ from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
-from events.models import Event
+from events.models import AuditRecord, Event
 from events.trace import KNOWN_KINDS
 from tenants.models import Connector
 
@@ -81,3 +81,46 @@ def event_kinds(connector: Connector) -> list[str]:
         Event.objects.filter(connector=connector).values_list("kind", flat=True).distinct()[:200]
     )
     return sorted(set(KNOWN_KINDS) | seen)
+
+
+def audit_records_of(
+    tenant_id: int,
+    *,
+    user=None,
+    connector_id: int | None = None,
+    member: str = "",
+    client_id: str = "",
+    tool: str = "",
+    outcome: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: str = "",
+) -> QuerySet[AuditRecord]:
+    """A tenant's audit records, newest first, filtered (with ``user``: only their own calls).
+
+    ``search`` matches tool, member, client and upstream request id (case-insensitive)."""
+    records = AuditRecord.objects.select_related("connector").filter(tenant_id=tenant_id)
+    if user is not None:
+        records = records.filter(user=user)
+    if connector_id:
+        records = records.filter(connector_id=connector_id)
+    if member:
+        records = records.filter(username=member)
+    if client_id:
+        records = records.filter(client_id=client_id)
+    if tool:
+        records = records.filter(tool=tool)
+    if outcome:
+        records = records.filter(outcome=outcome)
+    if since is not None:
+        records = records.filter(created__gte=since)
+    if until is not None:
+        records = records.filter(created__lt=until)
+    if search:
+        records = records.filter(
+            Q(tool__icontains=search)
+            | Q(username__icontains=search)
+            | Q(client_id__icontains=search)
+            | Q(upstream_request_id__icontains=search)
+        )
+    return records.order_by("-created", "-id")

@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from datetime import timedelta
 
 import anyio
 from django.conf import settings
@@ -17,10 +18,21 @@ from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from config import crypto
 from config.db import db_sync_to_async
 from config.logging import request_id_from, request_id_var
-from connectors.base import SCOPE_KEY, ToolContext, all_kinds, get_kind, shared_http
-from events.models import Event
+from connectors.base import (
+    REFUSED,
+    SCOPE_KEY,
+    UPSTREAM_REQUEST_ID,
+    ToolContext,
+    all_kinds,
+    declared_tools,
+    get_kind,
+    shared_http,
+)
+from events.audit import audit_arguments, audit_buffer, audit_webhook_send
+from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
+from gateway.policy import POLICY_KEY, install_tool_policy
 from upstream.access import ConnectionHandle
 
 log = logging.getLogger(__name__)
@@ -29,6 +41,7 @@ MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp
 COUNTER_FLUSH_SECONDS = 60
 
 _check = db_sync_to_async(bearer_check)
+_audit_flush = db_sync_to_async(audit_buffer.flush)
 
 
 def resource_metadata_url(tenant: str, connector: str) -> str:
@@ -75,7 +88,10 @@ class Gateway:
         for slug, kind in all_kinds().items():
             self.managers[slug] = _session_manager(kind.server, json_response=True)
             self.streaming_managers[slug] = _session_manager(kind.server, json_response=False)
+            install_tool_policy(kind.server)
         self._seen = _Seen()
+        self._read_only: dict[str, frozenset[str]] = {}
+        self._audit_due: anyio.Event | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self):
@@ -84,16 +100,31 @@ class Gateway:
                 await stack.enter_async_context(manager.run())
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flush_counts_forever)
+                tg.start_soon(self._flush_audit_forever)
                 try:
                     yield
                 finally:
                     tg.cancel_scope.cancel()
         await db_sync_to_async(call_counter.flush)()
+        await self._flush_audit()
 
     async def _flush_counts_forever(self) -> None:
         while True:
             await anyio.sleep(COUNTER_FLUSH_SECONDS)
             await db_sync_to_async(call_counter.flush)()
+
+    async def _flush_audit_forever(self) -> None:
+        """Write the audit buffer every AUDIT_FLUSH_SECONDS, or at once when a batch is full."""
+        while True:
+            self._audit_due = anyio.Event()
+            with anyio.move_on_after(settings.AUDIT_FLUSH_SECONDS):
+                await self._audit_due.wait()
+            await self._flush_audit()
+
+    async def _flush_audit(self) -> None:
+        written = await _audit_flush()
+        if written and settings.AUDIT_WEBHOOK_URL:
+            await audit_webhook_send(written, shared_http())
 
     @staticmethod
     def matches(path: str) -> bool:
@@ -202,11 +233,62 @@ class Gateway:
 
         scope = dict(scope)
         scope[SCOPE_KEY] = _tool_context(check, tenant, connector)
+        scope[POLICY_KEY] = check.tool_policy
         if headers.get("mcp-protocol-version", "") not in ("", *HANDSHAKE_PROTOCOL_VERSIONS):
             manager = self.streaming_managers[check.connector_kind]
         observed = _Observed(receive, send)
         await manager.handle_request(scope, observed.receive, observed.send)
+        await self._audit(check, scope[SCOPE_KEY], observed, started)
         await self._account(check, scope, headers, observed, started)
+
+    async def _audit(self, check: BearerCheck, context: ToolContext, observed, started) -> None:
+        """Keep an audit record of a tools/call (written later, in a batch)."""
+        payload = observed.payload()
+        if payload.get("method") != "tools/call" or not 200 <= observed.status < 300:
+            return
+        params = payload.get("params") if isinstance(payload.get("params"), dict) else {}
+        tool = str(params.get("name", ""))[:200]
+        arguments = params.get("arguments") or {}
+        read_only = tool in await self._read_only_tools(check.connector_kind)
+        kept, arguments = audit_arguments(
+            arguments, read_only=read_only, mode=check.connector_audit_arguments
+        )
+        refused = context.notes.get(REFUSED)
+        if refused:
+            outcome, error = AuditRecord.Outcome.DENIED, refused
+        elif observed.failed:
+            outcome, error = AuditRecord.Outcome.ERROR, observed.error_message()
+        else:
+            outcome, error = AuditRecord.Outcome.OK, ""
+        latency = time.monotonic() - started
+        record = AuditRecord(
+            created=timezone.now() - timedelta(seconds=latency),
+            tenant_id=check.tenant_id,
+            connector_id=check.connector_id,
+            user_id=check.token_user_id,
+            username=check.username or "",
+            client_id=(check.token_client_id or "")[:255],
+            tool=tool,
+            outcome=outcome,
+            latency_ms=int(latency * 1000),
+            upstream_request_id=context.notes.get(UPSTREAM_REQUEST_ID, ""),
+            arguments_kept=kept,
+            arguments=arguments,
+            error=error[:500],
+        )
+        if audit_buffer.add(record) and self._audit_due is not None:
+            self._audit_due.set()
+
+    async def _read_only_tools(self, kind_slug: str) -> frozenset[str]:
+        """The tools a kind declares read-only (``readOnlyHint``); a tool source's tools are
+        only known per request, so none of them counts as read-only here (fail closed: their
+        arguments are kept in full under the default audit setting)."""
+        if kind_slug not in self._read_only:
+            tools = await declared_tools(kind_slug)
+            self._read_only[kind_slug] = frozenset(
+                t.name for t in tools if t.annotations and t.annotations.read_only_hint
+            )
+        return self._read_only[kind_slug]
 
     async def _account(self, check: BearerCheck, scope, headers, observed, started) -> None:
         name = observed.rpc_name()
@@ -259,6 +341,7 @@ def _tool_context(check: BearerCheck, tenant: str, connector: str) -> ToolContex
         username=check.username or "",
         client_id=check.token_client_id or "",
         token_id=check.token_id,
+        role=check.member_role or "",
         upstream=upstream,
         http=shared_http(),
     )
@@ -289,13 +372,18 @@ class _Observed:
             self.response.extend(message.get("body", b"")[: 64 * 1024])
         await self._send(message)
 
-    def rpc_name(self) -> str:
+    def payload(self) -> dict:
+        """The JSON-RPC request, or {} when it is not one object (a batch, not JSON)."""
         try:
             payload = json.loads(self.body)
         except ValueError:
-            return ""
-        if not isinstance(payload, dict):
-            return "batch" if isinstance(payload, list) else ""
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    def rpc_name(self) -> str:
+        if self.body.lstrip().startswith(b"["):
+            return "batch"
+        payload = self.payload()
         method = str(payload.get("method", ""))
         params = payload.get("params")
         if method == "tools/call" and isinstance(params, dict):
@@ -305,6 +393,30 @@ class _Observed:
     @property
     def failed(self) -> bool:
         return b'"isError":true' in self.response or b'"error":{' in self.response
+
+    def _answer(self) -> dict | None:
+        """The JSON-RPC answer: the JSON body, or the last ``data:`` event of a stream."""
+        bodies = [bytes(self.response)]
+        if not self.response.lstrip().startswith(b"{"):
+            bodies = [line[5:] for line in self.response.splitlines() if line.startswith(b"data:")]
+        for body in reversed(bodies):
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                continue
+            if isinstance(answer, dict) and ("result" in answer or "error" in answer):
+                return answer
+        return None
+
+    def error_message(self) -> str:
+        """What the caller was told: a tool error's text or the JSON-RPC error message."""
+        answer = self._answer()
+        if answer is None:
+            return self.error_text()
+        if isinstance(answer.get("error"), dict):
+            return str(answer["error"].get("message", ""))
+        content = (answer.get("result") or {}).get("content") or []
+        return " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
 
     def error_text(self) -> str:
         if not self.failed and self.status < 400:

@@ -20,6 +20,8 @@ class BearerCheck:
     connector_enabled: bool
     connector_mode: str
     connector_settings: dict
+    tool_policy: dict
+    connector_audit_arguments: str
     tenant_id: int
     tenant_enabled: bool
     token_id: int | None
@@ -65,6 +67,8 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
             "enabled",
             "mode",
             "settings",
+            "tool_policy",
+            "audit_arguments",
             "tenant_id",
             "tenant__enabled",
             "token_id",
@@ -87,6 +91,8 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
         connector_enabled=row["enabled"],
         connector_mode=row["mode"],
         connector_settings=row["settings"],
+        tool_policy=row["tool_policy"] or {},
+        connector_audit_arguments=row["audit_arguments"],
         tenant_id=row["tenant_id"],
         tenant_enabled=row["tenant__enabled"],
         token_id=row["token_id"],

@@ -49,6 +49,11 @@ class Connector(models.Model):
         PER_USER = "per_user", "Each member connects their own account"
         SHARED = "shared", "One connection shared by the tenant"
 
+    class AuditArguments(models.TextChoices):
+        WRITES = "writes", "Write tools in full, reads as a redacted digest"
+        FULL = "full", "Every call in full (secrets still redacted)"
+        DIGEST = "digest", "Every call as a redacted digest"
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connectors")
     kind = models.CharField(max_length=50)
     slug = models.CharField(max_length=50, validators=[slug_validator])
@@ -56,6 +61,12 @@ class Connector(models.Model):
     enabled = models.BooleanField(default=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.PER_USER)
     settings = models.JSONField(default=dict, blank=True)
+    # Which tools are off and which only admins may call (tenants.policy); read with the
+    # gateway's bearer check, in the same query.
+    tool_policy = models.JSONField(default=dict, blank=True)
+    audit_arguments = models.CharField(
+        max_length=10, choices=AuditArguments.choices, default=AuditArguments.WRITES
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from config import crypto
 from connectors.base import SettingsError, get_kind
 from tenants.models import Connector, Invitation, Membership, Tenant, slug_validator
+from tenants.policy import tool_policy_clean
 
 User = get_user_model()
 username_validator = UnicodeUsernameValidator()
@@ -201,8 +202,11 @@ def connector_update(
     enabled: bool | None = None,
     mode: str | None = None,
     settings: dict | None = None,
+    tool_policy: dict | None = None,
+    audit_arguments: str | None = None,
 ) -> Connector:
-    """Rename, enable or disable, switch mode, or change the kind's settings of a connector."""
+    """Rename, enable or disable, switch mode, change the kind's settings, the tool policy
+    (tenants.policy) or how the audit log keeps arguments."""
     fields = []
     if name is not None:
         name = name.strip()
@@ -223,6 +227,20 @@ def connector_update(
             kind=connector.kind, settings_in=settings, current=connector.settings
         )
         fields.append("settings")
+    if tool_policy is not None:
+        try:
+            connector.tool_policy = tool_policy_clean(tool_policy)
+        except SettingsError as exc:
+            raise TenantError(f"invalid tool policy: {exc}") from None
+        fields.append("tool_policy")
+    if audit_arguments is not None:
+        if audit_arguments not in Connector.AuditArguments.values:
+            raise TenantError(
+                f"unknown audit_arguments {audit_arguments!r}: use "
+                + ", ".join(Connector.AuditArguments.values)
+            )
+        connector.audit_arguments = audit_arguments
+        fields.append("audit_arguments")
     if fields:
         connector.save(update_fields=fields)
     return connector

@@ -4,6 +4,7 @@ tenant admins and members do, each test keeping a screenshot under artifacts/.""
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -350,3 +351,76 @@ def test_sign_out_error_pages_and_a_stale_form_kept(live_url, acme, open_page):
     # Reloading a button's target: our 405 page, not a blank one.
     admin.goto(f"{live_url}/dashboard/connectors/{connector.pk}/test")
     assert admin.get_by_role("heading", name="This address takes a form, not a visit").is_visible()
+
+
+def test_the_audit_log_in_chromium_admin_sees_the_tenant_member_their_own(
+    live_url, acme, open_page
+):
+    import csv
+    import json
+
+    from events.audit import audit_buffer
+
+    url = acme["connector"].url
+    for who, text in (("alice", "from alice"), ("bob", "from bob")):
+        token = OAuthClient.register(live_url).tokens(Browser(who, f"{who}-pass-123"), url)[
+            "access_token"
+        ]
+        echo = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": text}},
+        }
+        assert mcp_post(url, token, echo).status_code == 200
+        fail = {**echo, "params": {"name": "fail", "arguments": {"message": f"{who} failed"}}}
+        assert mcp_post(url, token, fail).status_code == 200
+    deadline = time.monotonic() + 10
+    while audit_buffer.pending() < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert len(audit_buffer.flush()) == 4
+
+    admin = open_page()
+    sign_in(admin, live_url, "alice", "alice-pass-123", "/dashboard/t/acme/")
+    admin.get_by_role("link", name="Audit log").click()
+    rows = admin.locator("#audit-records tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 4
+    admin.get_by_label("Member").fill("bob")
+    admin.get_by_label("Outcome").select_option("error")
+    admin.get_by_role("button", name="Filter").click()
+    admin.wait_for_url("**member=bob**")
+    assert rows.count() == 1
+    assert "bob failed" in rows.first.inner_text()
+    admin.screenshot(path=str(ARTIFACTS / "audit-log.png"), full_page=True)
+
+    with admin.expect_download() as download:
+        admin.get_by_role("link", name="JSON lines").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [(r["member"], r["tool"], r["outcome"]) for r in records] == [("bob", "fail", "error")]
+    assert records[0]["arguments"] == {"message": "bob failed"}
+
+    admin.goto(f"{live_url}/dashboard/t/acme/audit/")
+    with admin.expect_download() as download:
+        admin.get_by_role("link", name="CSV").click()
+    table = list(csv.DictReader(Path(download.value.path()).read_text().splitlines()))
+    assert sorted((r["member"], r["tool"]) for r in table) == [
+        ("alice", "echo"),
+        ("alice", "fail"),
+        ("bob", "echo"),
+        ("bob", "fail"),
+    ]
+    echoed = next(r for r in table if r["member"] == "alice" and r["tool"] == "echo")
+    assert json.loads(echoed["arguments"])["keys"] == ["text"]  # a read: digest only
+    assert "from alice" not in Path(download.value.path()).read_text()
+
+    member = open_page()
+    sign_in(member, live_url, "bob", "bob-pass-123", "/dashboard/t/acme/")
+    member.get_by_role("link", name="Your tool calls (audit log)").click()
+    member.locator("#audit-records tbody tr").first.wait_for()
+    own = member.locator("#audit-records tbody tr")
+    assert own.count() == 2
+    assert "alice" not in member.locator("#audit-records").inner_text()
+    assert member.get_by_label("Member").count() == 0  # members filter only their own calls

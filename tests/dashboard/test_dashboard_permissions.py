@@ -129,6 +129,43 @@ CASES = [
         (ANON, 404, 403, 302, 302),
     ),
     ("trace", "get", "/dashboard/connectors/{echo}/trace", None, (ANON, 404, 200, 200, 200)),
+    ("audit", "get", "/dashboard/t/acme/audit/", None, (ANON, 404, 200, 200, 200)),
+    (
+        "audit-filtered",
+        "get",
+        "/dashboard/t/acme/audit/?outcome=ok&q=client&member=alice",
+        None,
+        (ANON, 404, 200, 200, 200),
+    ),
+    (
+        "audit-export-csv",
+        "get",
+        "/dashboard/t/acme/audit/?export=csv",
+        None,
+        (ANON, 404, 200, 200, 200),
+    ),
+    (
+        "audit-export-jsonl",
+        "get",
+        "/dashboard/t/acme/audit/?export=jsonl",
+        None,
+        (ANON, 404, 200, 200, 200),
+    ),
+    (
+        "audit-export-bad",
+        "get",
+        "/dashboard/t/acme/audit/?export=xml",
+        None,
+        (ANON, 404, 400, 400, 400),
+    ),
+    ("globex-audit", "get", "/dashboard/t/globex/audit/", None, (ANON, 200, 404, 404, 200)),
+    (
+        "tool-policy",
+        "post",
+        "/dashboard/connectors/{echo}/policy",
+        {"off": "fail", "admins_only": "whoami", "audit_arguments": "writes"},
+        (ANON, 404, 403, 302, 302),
+    ),
     (
         "trace-partial",
         "get",
@@ -240,6 +277,8 @@ def test_dashboard_view_answers_each_role(client, world, name, method, path, dat
                 assert response["Location"].startswith("/accounts/login/")
             text = response.content.decode()
             assert ACME_IDP_SECRET not in text
+            raw = b"".join(response.streaming_content) if response.streaming else response.content
+            text = raw.decode()
             for mark in _forbidden_marks(role):
                 assert mark not in text, f"{name}: {role} sees {mark!r}"
 

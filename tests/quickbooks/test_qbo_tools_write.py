@@ -293,3 +293,53 @@ def test_a_create_resent_after_a_lost_answer_creates_one_record(writable):
         )
     )
     assert bill["bill"]["total"] == 12.0
+
+
+def test_the_audit_log_keeps_writes_in_full_with_intuits_request_id(writable):
+    import hashlib
+    import time
+
+    from events.audit import audit_buffer
+    from events.models import AuditRecord
+    from tenants.services import connector_update
+
+    ctx = writable
+    audit_buffer.drain()
+    ok(call(ctx, "create_customer", {"display_name": "Audit Co", "request_id": "k-1"}))
+    connector_update(connector=ctx["connector"], tool_policy={"admins_only": ["create_bill"]})
+    refused = call(ctx, "create_bill", {"vendor_id": "1", "lines": []})
+    assert refused["isError"] and "admins" in refused["content"][0]["text"]
+    deadline = time.monotonic() + 10
+    while audit_buffer.pending() < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    audit_buffer.flush()
+    created, denied = AuditRecord.objects.order_by("id")
+    assert created.tool == "create_customer" and created.outcome == "ok"
+    assert created.arguments_kept == "full"
+    assert created.arguments == {"display_name": "Audit Co", "request_id": "k-1"}
+    scoped = f"{ctx['connector'].pk}:{created.user_id}:create_customer:k-1"
+    assert created.upstream_request_id == hashlib.sha256(scoped.encode()).hexdigest()[:40]
+    assert (denied.tool, denied.outcome, denied.upstream_request_id) == (
+        "create_bill",
+        "denied",
+        "",
+    )
+
+
+def test_a_write_refused_by_the_write_gate_is_audited_as_denied(qbo_connector):
+    import time
+
+    from events.audit import audit_buffer
+    from events.models import AuditRecord
+
+    audit_buffer.drain()
+    assert call(qbo_connector, "create_customer", {"display_name": "Nope"})["isError"]
+    deadline = time.monotonic() + 10
+    while audit_buffer.pending() < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    audit_buffer.flush()
+    record = AuditRecord.objects.get()
+    assert (record.tool, record.outcome) == ("create_customer", "denied")
+    assert "read-only" in record.error

@@ -1,5 +1,6 @@
 """Two tenants with everything the dashboard and the API show: members, an operator, echo and
-QuickBooks connectors, upstream connections, OAuth clients with live tokens, and events.
+QuickBooks connectors, upstream connections, OAuth clients with live tokens, events and
+audit records.
 
 Names are chosen to be unmistakable in a page or a JSON answer, so a test can assert that
 one tenant's data never shows up for another tenant's people.
@@ -15,6 +16,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
 from authserver.models import TokenAudience
+from events.models import AuditRecord
 from events.services import event_record
 from identity.services import provider_save
 from tenants.models import Membership
@@ -77,6 +79,19 @@ def _client(name: str, user, connector) -> tuple[Application, AccessToken]:
     TokenAudience.objects.create(connector=connector, refresh_token=refresh)
     for kind in ("oauth.authorize", "oauth.token"):
         event_record(kind=kind, connector=connector, client_id=app.client_id, user_id=user.pk)
+    AuditRecord.objects.create(
+        created=now,
+        tenant_id=connector.tenant_id,
+        connector=connector,
+        user=user,
+        username=user.username,
+        client_id=app.client_id,
+        tool=f"{name}.lookup",
+        outcome=AuditRecord.Outcome.OK,
+        latency_ms=12,
+        arguments_kept="digest",
+        arguments={"keys": ["q"], "sha256": "0" * 64},
+    )
     return app, access
 
 

@@ -1,0 +1,222 @@
+"""The tool-call audit log: records are built on the request path, kept in memory and written
+in batches (``AuditBuffer``), then optionally streamed to an operator's webhook.
+
+A tools/call never waits on an insert: the gateway adds the record to this process's buffer
+after the response went out, and its flush loop writes the buffer every
+``AUDIT_FLUSH_SECONDS`` or as soon as ``AUDIT_BATCH_SIZE`` records are waiting, and once more
+at shutdown. A hard crash (SIGKILL, power loss) loses the records still in the buffer: at most
+``AUDIT_FLUSH_SECONDS`` worth of calls, or ``AUDIT_BATCH_SIZE`` records.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from events.models import AuditRecord
+from tenants.models import Connector
+
+log = logging.getLogger(__name__)
+
+_SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization", "cookie")
+REDACTED = "[redacted]"
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every field whose name suggests a secret replaced (recursively)."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): REDACTED
+            if any(word in str(k).lower() for word in _SECRET_WORDS)
+            else _redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def audit_arguments(
+    arguments: Any, *, read_only: bool, mode: str
+) -> tuple[str, dict[str, Any] | Any]:
+    """("full" or "digest", what to keep) for one call's arguments under the connector's mode.
+
+    A digest keeps the argument names and a SHA-256 of the values: identical calls can be
+    matched, their values cannot be read."""
+    full = mode == Connector.AuditArguments.FULL or (
+        mode == Connector.AuditArguments.WRITES and not read_only
+    )
+    if full:
+        return "full", _redacted(arguments)
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+    keys = sorted(str(k) for k in arguments) if isinstance(arguments, Mapping) else []
+    return "digest", {"keys": keys, "sha256": hashlib.sha256(canonical.encode()).hexdigest()}
+
+
+class AuditBuffer:
+    """This process's audit records not yet written, oldest first (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: deque[AuditRecord] = deque()
+        self.dropped = 0  # records given up because the database stayed unreachable
+
+    def add(self, record: AuditRecord) -> bool:
+        """Keep ``record``; True when a batch is full and the flush loop should run now."""
+        with self._lock:
+            self._records.append(record)
+            return len(self._records) >= settings.AUDIT_BATCH_SIZE
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def drain(self) -> list[AuditRecord]:
+        """Take every waiting record without writing it."""
+        with self._lock:
+            records, self._records = list(self._records), deque()
+        return records
+
+    def flush(self) -> list[AuditRecord]:
+        """Write every waiting record in batches; returns those written.
+
+        When the database refuses, the records go back to the front of the buffer for the next
+        flush, up to ``AUDIT_BUFFER_MAX``; past that the oldest are dropped and counted."""
+        records = self.drain()
+        written: list[AuditRecord] = []
+        size = settings.AUDIT_BATCH_SIZE
+        for start in range(0, len(records), size):
+            batch = records[start : start + size]
+            try:
+                AuditRecord.objects.bulk_create(batch)
+            except Exception:
+                log.exception("could not write audit records; keeping them for the next flush")
+                self._requeue(records[start:])
+                break
+            written.extend(batch)
+        return written
+
+    def _requeue(self, records: list[AuditRecord]) -> None:
+        with self._lock:
+            self._records.extendleft(reversed(records))
+            over = len(self._records) - settings.AUDIT_BUFFER_MAX
+            for _ in range(max(0, over)):
+                self._records.popleft()
+            if over > 0:
+                self.dropped += over
+                log.error("audit buffer full: dropped %d oldest records", over)
+
+
+audit_buffer = AuditBuffer()
+
+
+def audit_record_data(record: AuditRecord) -> dict[str, Any]:
+    """One record as the API, the JSON lines export and the webhook show it."""
+    created: datetime = record.created
+    return {
+        "id": record.pk,
+        "time": created.isoformat(),
+        "tenant_id": record.tenant_id,
+        "connector_id": record.connector_id,
+        "user_id": record.user_id,
+        "member": record.username,
+        "client_id": record.client_id,
+        "tool": record.tool,
+        "outcome": record.outcome,
+        "latency_ms": record.latency_ms,
+        "upstream_request_id": record.upstream_request_id,
+        "arguments_kept": record.arguments_kept,
+        "arguments": record.arguments,
+        "error": record.error,
+    }
+
+
+def _webhook_host(url: str) -> str:
+    """What a log line may say about the webhook: its host, never a path or query with keys."""
+    return urlsplit(url).hostname or "?"
+
+
+async def audit_webhook_send(records: list[AuditRecord], http: httpx.AsyncClient) -> bool:
+    """POST ``records`` as JSON lines to ``AUDIT_WEBHOOK_URL`` (when set); True if accepted.
+
+    Signed with HMAC-SHA256 of the body under ``AUDIT_WEBHOOK_SECRET`` in
+    ``X-Audit-Signature: sha256=<hex>``. One attempt per batch with a short timeout: the
+    records are in the database already, so a receiver that was down can page through the API.
+    """
+    url = settings.AUDIT_WEBHOOK_URL
+    if not url or not records:
+        return False
+    body = "".join(json.dumps(audit_record_data(r)) + "\n" for r in records).encode()
+    headers = {"content-type": "application/x-ndjson"}
+    if settings.AUDIT_WEBHOOK_SECRET:
+        digest = hmac.new(settings.AUDIT_WEBHOOK_SECRET.encode(), body, hashlib.sha256)
+        headers["x-audit-signature"] = "sha256=" + digest.hexdigest()
+    try:
+        response = await http.post(
+            url, content=body, headers=headers, timeout=settings.AUDIT_WEBHOOK_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        log.warning("audit webhook at %s failed: %s", _webhook_host(url), type(exc).__name__)
+        return False
+    if response.status_code >= 300:
+        log.warning("audit webhook at %s answered %d", _webhook_host(url), response.status_code)
+        return False
+    return True
+
+
+EXPORT_FIELDS = (
+    "id",
+    "time",
+    "tenant_id",
+    "connector_id",
+    "user_id",
+    "member",
+    "client_id",
+    "tool",
+    "outcome",
+    "latency_ms",
+    "upstream_request_id",
+    "arguments_kept",
+    "arguments",
+    "error",
+)
+EXPORT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+def audit_export_lines(records, export_type: str) -> Iterator[str]:
+    """``records`` as CSV (arguments as a JSON cell) or JSON lines, one string per line.
+
+    Reads the query in chunks, so an export of a long period does not load it into memory."""
+    if export_type not in EXPORT_TYPES:
+        raise ValueError(f"export type must be one of {', '.join(EXPORT_TYPES)}")
+    if export_type == "jsonl":
+        for record in records.iterator(chunk_size=1000):
+            yield json.dumps(audit_record_data(record)) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(values) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(values)
+        return buffer.getvalue()
+
+    yield line(EXPORT_FIELDS)
+    for record in records.iterator(chunk_size=1000):
+        data = audit_record_data(record)
+        data["arguments"] = json.dumps(data["arguments"], sort_keys=True)
+        yield line(["" if data[f] is None else data[f] for f in EXPORT_FIELDS])

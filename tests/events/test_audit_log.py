@@ -1,0 +1,238 @@
+"""The tool-call audit log: one record per tools/call, kept in memory on the hot path and written
+in batches (on a full batch, on the timer, at shutdown), then searchable and exportable."""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from datetime import timedelta
+
+import anyio
+import pytest
+from django.utils import timezone
+
+from authserver.tasks import housekeeping_run
+from events.audit import audit_buffer
+from events.models import AuditRecord
+from tenants.services import connector_update
+from tests.support.flow import OAuthClient, mcp_post
+from tests.support.live import serve_in_thread
+from tests.support.oauth import Browser
+from tests.support.sql import all_sql, writes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _token(live_url, connector, who="bob") -> tuple[str, str]:
+    client = OAuthClient.register(live_url)
+    browser = Browser(who, f"{who}-pass-123")
+    return client.tokens(browser, connector.url)["access_token"], client.client_id
+
+
+def _call(url, token, tool, arguments, rpc_id=1) -> dict:
+    payload = {
+        "jsonrpc": "2.0",
+        "id": rpc_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+    response = mcp_post(url, token, payload)
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+def _wait_pending(count: int) -> None:
+    """A record is kept just after its response went out: wait for it."""
+    deadline = time.monotonic() + 10
+    while audit_buffer.pending() < count:
+        assert time.monotonic() < deadline, f"{audit_buffer.pending()} of {count} recorded"
+        time.sleep(0.01)
+
+
+def test_calls_are_kept_in_memory_then_written_in_one_flush(live_url, acme):
+    connector = acme["connector"]
+    token, client_id = _token(live_url, connector)
+    _call(connector.url, token, "echo", {"text": "warm-up"})  # the first call is traced in full
+    _wait_pending(1)
+    audit_buffer.drain()
+    time.sleep(0.3)  # the first call's trace row is written after its response
+
+    with all_sql() as statements:
+        assert _call(connector.url, token, "echo", {"text": "secret plans"})["isError"] is False
+        _wait_pending(1)
+    assert writes(statements) == []  # nothing written on the call's path
+    assert _call(connector.url, token, "fail", {"message": "boom", "api_token": "t0k"})["isError"]
+    _wait_pending(2)
+    assert AuditRecord.objects.count() == 0
+
+    assert len(audit_buffer.flush()) == 2
+    assert audit_buffer.pending() == 0
+    read, failed = AuditRecord.objects.order_by("id")
+    assert (read.tool, read.outcome, read.username, read.client_id) == (
+        "echo",
+        "ok",
+        "bob",
+        client_id,
+    )
+    assert read.tenant_id == acme["tenant"].pk and read.connector_id == connector.pk
+    # A read tool keeps a digest: the argument names and a hash, never the text.
+    assert read.arguments_kept == "digest"
+    canonical = json.dumps({"text": "secret plans"}, sort_keys=True, separators=(",", ":"))
+    assert read.arguments == {
+        "keys": ["text"],
+        "sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+    }
+    # A tool without readOnlyHint counts as a write: arguments in full, secrets redacted.
+    assert failed.arguments_kept == "full"
+    assert failed.arguments == {"message": "boom", "api_token": "[redacted]"}
+    assert (failed.outcome, failed.error) == ("error", "Error executing tool fail: boom")
+    assert read.created <= failed.created <= timezone.now()
+
+
+def test_the_connector_setting_keeps_every_call_in_full_or_as_digest(live_url, acme):
+    connector = acme["connector"]
+    token, _ = _token(live_url, connector)
+    connector_update(connector=connector, audit_arguments="full")
+    _call(connector.url, token, "echo", {"text": "kept"})
+    connector_update(connector=connector, audit_arguments="digest")
+    _call(connector.url, token, "fail", {"message": "hidden"})
+    _wait_pending(2)
+    audit_buffer.flush()
+    kept, hidden = AuditRecord.objects.order_by("id")
+    assert (kept.arguments_kept, kept.arguments) == ("full", {"text": "kept"})
+    assert hidden.arguments_kept == "digest" and "hidden" not in json.dumps(hidden.arguments)
+
+
+def test_a_full_batch_is_written_by_the_server_without_a_call_waiting(live_url, acme, settings):
+    settings.AUDIT_BATCH_SIZE = 3
+    connector = acme["connector"]
+    token, _ = _token(live_url, connector)
+    for n in range(3):
+        _call(connector.url, token, "echo", {"text": str(n)}, rpc_id=n)
+    deadline = time.monotonic() + 10
+    while AuditRecord.objects.count() < 3:
+        assert time.monotonic() < deadline, "the full batch was not written"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert AuditRecord.objects.count() == 3
+    assert audit_buffer.pending() == 0
+
+
+def _record(acme, **fields) -> AuditRecord:
+    values = {
+        "created": timezone.now(),
+        "tenant_id": acme["tenant"].pk,
+        "connector_id": acme["connector"].pk,
+        "username": "bob",
+        "client_id": "c1",
+        "tool": "echo",
+        "outcome": "ok",
+        "latency_ms": 3,
+        "arguments_kept": "digest",
+        "arguments": {},
+        **fields,
+    }
+    return AuditRecord(**values)
+
+
+def test_the_gateway_flushes_on_its_timer_and_at_shutdown(acme, settings):
+    from gateway.asgi import Gateway
+
+    settings.AUDIT_FLUSH_SECONDS = 0.2
+    gateway = Gateway()
+
+    async def scenario():
+        async with gateway.lifespan():
+            audit_buffer.add(_record(acme, tool="on-timer"))
+            with anyio.fail_after(5):
+                while audit_buffer.pending():
+                    await anyio.sleep(0.05)
+            audit_buffer.add(_record(acme, tool="at-shutdown"))
+        # Leaving the lifespan (the server stopping) writes what is left.
+
+    settings.AUDIT_FLUSH_SECONDS = 0.2
+    anyio.run(scenario)
+    assert sorted(AuditRecord.objects.values_list("tool", flat=True)) == [
+        "at-shutdown",
+        "on-timer",
+    ]
+
+
+def test_a_failed_flush_keeps_the_records_for_the_next_one(acme, monkeypatch):
+    audit_buffer.drain()
+    audit_buffer.add(_record(acme, tool="kept"))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(AuditRecord.objects, "bulk_create", refuse)
+    assert audit_buffer.flush() == []
+    assert audit_buffer.pending() == 1
+    monkeypatch.undo()
+    assert [r.tool for r in audit_buffer.flush()] == ["kept"]
+    assert AuditRecord.objects.get().tool == "kept"
+
+
+def test_housekeeping_prunes_records_past_the_retention(acme, settings):
+    settings.AUDIT_RETENTION_DAYS = 7
+    AuditRecord.objects.bulk_create(
+        [
+            _record(acme, tool="old", created=timezone.now() - timedelta(days=8)),
+            _record(acme, tool="recent", created=timezone.now() - timedelta(days=6)),
+        ]
+    )
+    assert housekeeping_run()["audit_records"] == 1
+    assert list(AuditRecord.objects.values_list("tool", flat=True)) == ["recent"]
+
+
+def test_records_stream_to_a_signed_webhook_and_failures_log_no_secrets(
+    live_url, acme, settings, caplog
+):
+    received = []
+
+    async def receiver(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = dict(scope["headers"])
+        received.append((scope["query_string"], headers, body))
+        status = 500 if b"fail" in scope["query_string"] else 204
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve_in_thread(receiver, lifespan="off") as hook:
+        settings.AUDIT_WEBHOOK_URL = f"{hook}/audit?key=hook-key-123"
+        settings.AUDIT_WEBHOOK_SECRET = "signing-secret-456"
+        settings.AUDIT_BATCH_SIZE = 2
+        connector = acme["connector"]
+        token, _ = _token(live_url, connector)
+        _call(connector.url, token, "echo", {"text": "a"}, rpc_id=1)
+        _call(connector.url, token, "whoami", {}, rpc_id=2)
+        deadline = time.monotonic() + 10
+        while not received:
+            assert time.monotonic() < deadline, "the webhook got nothing"
+            time.sleep(0.05)
+        _, headers, body = received[0]
+        lines = [json.loads(line) for line in body.decode().splitlines()]
+        assert [r["tool"] for r in lines] == ["echo", "whoami"]
+        assert {r["id"] for r in lines} == set(AuditRecord.objects.values_list("id", flat=True))
+        expected = hmac.new(b"signing-secret-456", body, hashlib.sha256).hexdigest()
+        assert headers[b"x-audit-signature"] == f"sha256={expected}".encode()
+
+        settings.AUDIT_WEBHOOK_URL = f"{hook}/audit?fail=1&key=hook-key-123"
+        with caplog.at_level(logging.WARNING, logger="events.audit"):
+            _call(connector.url, token, "echo", {"text": "b"}, rpc_id=3)
+            _call(connector.url, token, "echo", {"text": "c"}, rpc_id=4)
+            deadline = time.monotonic() + 10
+            while len(received) < 2 or "answered 500" not in caplog.text:
+                assert time.monotonic() < deadline, "the failing webhook was not tried"
+                time.sleep(0.05)
+    assert "127.0.0.1" in caplog.text
+    assert "hook-key-123" not in caplog.text and "signing-secret-456" not in caplog.text
+    assert AuditRecord.objects.count() == 4  # the database has them all the same
