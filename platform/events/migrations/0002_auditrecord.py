@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("events", "0001_initial"),
-        ("tenants", "0003_connector_tool_policy_audit_arguments"),
+        ("tenants", "0004_connector_tool_policy_audit_arguments"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

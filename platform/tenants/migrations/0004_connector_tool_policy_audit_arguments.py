@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenants", "0002_apikey"),
+        ("tenants", "0003_invitation"),
     ]
 
     operations = [
