@@ -80,8 +80,11 @@ class Browser:
             elif (
                 response.status_code == 200
                 and 'name="password"' in response.text
+                and self.upstream_login
                 and _origin(str(response.url)) != _origin(url)
             ):
+                # An upstream MCP server's own sign-in; an identity provider's sign-in page (a
+                # Django one, like ours) takes the person's own credentials in the branch below.
                 response = self._sign_in_upstream(response)
             elif response.status_code == 200 and 'name="password"' in response.text:
                 response = self.http.post(
@@ -128,7 +131,6 @@ class Browser:
 
     def _sign_in_upstream(self, page: httpx.Response) -> httpx.Response:
         """An upstream MCP server's own sign-in form (not the platform's)."""
-        assert self.upstream_login, f"no upstream_login for the sign-in page at {page.url}"
         username, password = self.upstream_login
         action = html.unescape(FORM_ACTION.search(page.text).group(1))
         return self.http.post(
