@@ -15,7 +15,7 @@ from tests.support.emulator import (
     EMULATOR_REDIRECT_URI,
     RunningEmulator,
 )
-from tests.support.live import LiveServer, free_port, serve_in_thread
+from tests.support.live import LiveServer, free_port
 
 TEST_KINDS = [
     "tests.support.kinds.echo_kind",
@@ -63,8 +63,12 @@ def _live_app(platform_settings, platform_port, django_db_setup, django_db_block
     from config.asgi import PlatformApplication
 
     with django_db_blocker.unblock():
-        with serve_in_thread(PlatformApplication(), platform_port) as url:
-            yield url
+        server = LiveServer(port=platform_port)
+        server.start(PlatformApplication(), lifespan="on")
+        try:
+            yield server
+        finally:
+            server.stop()
         _close_server_thread_connections()
 
 
@@ -89,7 +93,8 @@ def live_url(_live_app, transactional_db):
 
     call_counter.drain()  # counts of an earlier test name rows that no longer exist
     audit_buffer.drain()
-    yield _live_app
+    yield _live_app.url
+    _live_app.wait_idle()  # before the database is flushed under a request still writing
     call_counter.drain()
     audit_buffer.drain()
 

@@ -72,6 +72,16 @@ class LiveServer:
             time.sleep(0.01)
         return self
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no request is being handled. An app may still write after it answered
+        (the gateway records a refusal after sending the 401): a test that flushes the database
+        under such a write deadlocks on PostgreSQL."""
+        deadline = time.monotonic() + timeout
+        while self._server is not None and self._server.server_state.tasks:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server on {self.url} was still busy after {timeout}s")
+            time.sleep(0.01)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask uvicorn to exit, wait for the thread, release the port."""
         if self._server is not None:
