@@ -34,7 +34,7 @@ from oauth2_provider.views.dynamic_client_registration import (
     _validation_error_description,
 )
 
-from authserver.limits import limit_hit
+from config.limits import limit_hit
 from config.proxy import client_address
 from events.models import Event
 from events.services import event_record_for_request

@@ -31,9 +31,9 @@ from authserver.consent import (
     consent_remembered,
     redirect_hosts,
 )
-from authserver.limits import limit_hit, limit_reached
 from authserver.resume import awaiting_keep, awaiting_take
 from authserver.validator import authenticated_client
+from config.limits import limit_hit, limit_reached
 from config.proxy import client_address
 from events.models import Event
 from events.services import event_record_for_request

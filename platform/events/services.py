@@ -10,9 +10,8 @@ import threading
 import time
 from collections import defaultdict
 
-from django.core.cache import cache
-
 from config.db import db_sync_to_async
+from config.limits import limit_hit
 from config.proxy import client_address
 from events.models import Event
 
@@ -33,14 +32,8 @@ ANONYMOUS_EVENT_WINDOW = 600  # seconds
 
 
 def _anonymous_event_allowed(connector_id: int | None, ip: str | None) -> bool:
-    window = int(time.time() // ANONYMOUS_EVENT_WINDOW)
-    key = f"anon-events:{connector_id or '-'}:{ip or '-'}:{window}"
-    cache.add(key, 0, ANONYMOUS_EVENT_WINDOW)
-    try:
-        return cache.incr(key) <= ANONYMOUS_EVENT_LIMIT
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, ANONYMOUS_EVENT_WINDOW)
-        return True
+    name = f"anon-events:{connector_id or '-'}:{ip or '-'}"
+    return not limit_hit(name, limit=ANONYMOUS_EVENT_LIMIT, window=ANONYMOUS_EVENT_WINDOW)
 
 
 def event_record(

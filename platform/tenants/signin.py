@@ -6,46 +6,41 @@ One authentication backend does it, so /accounts/login/, /admin/login/ and the s
 front of consent (the same login page) are all covered; the forms only word the refusal.
 """
 
-import hashlib
-import time
-
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from config.limits import limit_hit, limit_reached
 from config.proxy import client_address
 
 
-def _keys(username: str | None, address: str | None) -> list[tuple[str, int]]:
-    window = int(time.time() // settings.SIGNIN_FAILURE_WINDOW)
-    keys = []
+def _counters(request, username: str | None) -> list[tuple[str, int]]:
+    """(counter name, limit): one per account, one per client address."""
+    address = client_address(request) if request is not None else None
+    counters = []
     if username:
-        account = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-        keys.append((f"signin-fail:account:{account}:{window}", settings.SIGNIN_ACCOUNT_LIMIT))
+        counters.append(
+            (f"signin-fail:account:{username.strip().lower()}", settings.SIGNIN_ACCOUNT_LIMIT)
+        )
     if address:
-        keys.append((f"signin-fail:address:{address}:{window}", settings.SIGNIN_ADDRESS_LIMIT))
-    return keys
+        counters.append((f"signin-fail:address:{address}", settings.SIGNIN_ADDRESS_LIMIT))
+    return counters
 
 
 def signin_throttled(request, username: str | None) -> bool:
-    address = client_address(request) if request is not None else None
-    keys = _keys(username, address)
-    counts = cache.get_many([key for key, _ in keys])
-    return any(counts.get(key, 0) >= limit for key, limit in keys)
+    window = settings.SIGNIN_FAILURE_WINDOW
+    return any(
+        limit_reached(name, limit=limit, window=window)
+        for name, limit in _counters(request, username)
+    )
 
 
 def _signin_failed(request, username: str | None) -> None:
-    address = client_address(request) if request is not None else None
-    for key, _ in _keys(username, address):
-        cache.add(key, 0, settings.SIGNIN_FAILURE_WINDOW)
-        try:
-            cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, settings.SIGNIN_FAILURE_WINDOW)
+    for name, limit in _counters(request, username):
+        limit_hit(name, limit=limit, window=settings.SIGNIN_FAILURE_WINDOW)
 
 
 class ThrottledModelBackend(ModelBackend):

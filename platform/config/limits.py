@@ -1,4 +1,9 @@
-"""Fixed-window counters in the cache (Redis when configured, so every replica shares them)."""
+"""Fixed-window counters in the cache (Redis when configured, so every process shares them).
+
+Every limiter of the platform counts here: registration and failed client authentication
+(authserver), failed sign-ins (tenants), the anonymous events cap (events). A leaf helper, so
+each layer may use it.
+"""
 
 import hashlib
 import time
@@ -7,7 +12,7 @@ from django.core.cache import cache
 
 
 def _key(name: str, window: int) -> str:
-    # Names carry client-chosen text (client ids): hash them to a bounded, safe cache key.
+    # Names carry client-chosen text (client ids, usernames): hash them to a bounded, safe key.
     digest = hashlib.sha256(name.encode()).hexdigest()[:32]
     return f"limit:{digest}:{int(time.time() // window)}"
 
