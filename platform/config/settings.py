@@ -5,6 +5,7 @@ secrets generated and kept under ./var) and production (``PLATFORM_ENV=productio
 DATABASE_URL and PUBLIC_URL must be given).
 """
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -435,6 +436,22 @@ if AUDIT_WEBHOOK_URL and not AUDIT_WEBHOOK_URL.startswith(("https://", "http://"
     raise ImproperlyConfigured("AUDIT_WEBHOOK_URL must be an http(s) URL")
 if AUDIT_BATCH_SIZE < 1 or AUDIT_FLUSH_SECONDS <= 0:
     raise ImproperlyConfigured("AUDIT_BATCH_SIZE and AUDIT_FLUSH_SECONDS must be positive")
+# --- Metrics and tracing (config/metrics.py, config/tracing.py): off unless configured --------
+# /metrics answers scrapers with this bearer token, or from these addresses/networks.
+METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+METRICS_ALLOW_IPS = [
+    n.strip() for n in (env("METRICS_ALLOW_IPS", "") or "").split(",") if n.strip()
+]
+for _network in METRICS_ALLOW_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOW_IPS takes addresses or networks such as 10.0.0.0/8, not {_network!r}"
+        ) from _exc
+# A Celery worker serves its own counters (the refreshes it did) on this port when set.
+METRICS_WORKER_PORT = envint("METRICS_WORKER_PORT", 0)
+METRICS_WORKER_ADDRESS = env("METRICS_WORKER_ADDRESS", "0.0.0.0") or "0.0.0.0"
 # Retries of a failed background refresh: exponential from this base, with jitter, bounded.
 UPSTREAM_RETRY_BASE_SECONDS = float(env("UPSTREAM_RETRY_BASE_SECONDS", "5") or 5)
 UPSTREAM_RETRY_MAX = envint("UPSTREAM_RETRY_MAX", 6)

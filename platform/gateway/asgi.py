@@ -29,6 +29,7 @@ from connectors.base import (
     shared_http,
 )
 from events.audit import audit_arguments, audit_buffer, audit_webhook_send
+from events.metrics import metrics_tool_call
 from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
@@ -261,6 +262,12 @@ class Gateway:
         else:
             outcome, error = AuditRecord.Outcome.OK, ""
         latency = time.monotonic() - started
+        metrics_tool_call(
+            tenant=context.tenant_slug,
+            connector=context.connector_slug,
+            outcome=outcome,
+            seconds=latency,
+        )
         record = AuditRecord(
             created=timezone.now() - timedelta(seconds=latency),
             tenant_id=check.tenant_id,

@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from config import crypto
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
+from events.metrics import metrics_refresh
 from events.models import Event
 from events.services import event_record
 from upstream import clock
@@ -149,6 +150,7 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
 
 
 def _record_refresh(connection, outcome, started, error: str, reauth: bool = False) -> None:
+    metrics_refresh(provider=connection.provider, outcome="reauth" if reauth else outcome)
     event_record(
         kind="upstream.reauth_needed" if reauth else "upstream.refresh",
         outcome=outcome,

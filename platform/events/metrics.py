@@ -1,0 +1,67 @@
+"""Prometheus counters kept by the processes that do the work: tool calls (the gateway, on the hot
+path: one counter and one histogram observation) and upstream refreshes (the refresh engine, in
+web and worker processes alike).
+
+Figures that belong to no one process (connections by status, sweep lag, queue depth) are read
+from the database and the broker when Prometheus scrapes (``upstream.metrics``).
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set before the process starts, prometheus_client keeps these
+values in files there, and a scrape of any process adds up every process that shares the folder
+(uvicorn's workers): ``metrics_registry`` reads them.
+"""
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+TOOL_CALLS = Counter(
+    "mcp_tool_calls",
+    "tools/call requests that reached a connector's tools, by outcome (ok, error, denied)",
+    ["tenant", "connector", "outcome"],
+)
+TOOL_CALL_SECONDS = Histogram(
+    "mcp_tool_call_duration_seconds",
+    "Time from a tools/call's arrival to its answer",
+    ["tenant", "connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+UPSTREAM_REFRESHES = Counter(
+    "mcp_upstream_refreshes",
+    "Upstream token refreshes, by provider and outcome (ok, error: retried, reauth: needs a "
+    "reconnect)",
+    ["provider", "outcome"],
+)
+
+
+def metrics_tool_call(*, tenant: str, connector: str, outcome: str, seconds: float) -> None:
+    """Count one tools/call and its latency (a few microseconds, no I/O)."""
+    TOOL_CALLS.labels(tenant, connector, outcome).inc()
+    TOOL_CALL_SECONDS.labels(tenant, connector).observe(seconds)
+
+
+def metrics_refresh(*, provider: str, outcome: str) -> None:
+    UPSTREAM_REFRESHES.labels(provider, outcome).inc()
+
+
+def metrics_registry(*collectors) -> CollectorRegistry:
+    """What a scrape shows: this process's metrics (or, in multiprocess mode, those of every
+    process sharing ``PROMETHEUS_MULTIPROC_DIR``) and ``collectors``, read at scrape time."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(_ProcessMetrics())
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+class _ProcessMetrics:
+    """The default registry (our metrics, and the process's CPU, memory and GC) as a collector."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        return REGISTRY.collect()
