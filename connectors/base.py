@@ -15,9 +15,11 @@ A kind is provider code in ``connectors/<kind>/`` that declares one ``ConnectorK
 
 Every tool call runs with a ``ToolContext`` (``tool_context(ctx)``): who calls, which connector
 with which settings, an ``upstream`` handle (the connection's access token, refreshed under the
-platform's lease when due) and ``http``, the process's pooled async HTTP client.
+platform's lease when due), ``http``, the process's pooled async HTTP client, and ``limiter``,
+request slots every process of the platform shares (for an upstream's per-account rate limits).
 
-Nothing here imports a platform app; the platform implements ``UpstreamHandle``.
+Nothing here imports a platform app; the platform implements ``UpstreamHandle`` and
+``SlotLimiter``.
 Installing a kind is one line: its import path in ``CONNECTOR_KINDS`` (or the
 ``EXTRA_CONNECTOR_KINDS`` environment variable).
 """
@@ -28,7 +30,7 @@ import asyncio
 import os
 import subprocess
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -205,6 +207,16 @@ class UpstreamHandle(Protocol):
         ...
 
 
+class SlotLimiter(Protocol):
+    """Request slots counted by every process of the platform (in Redis): a kind keeps an
+    upstream's per-account rate limits with it, so N replicas do not send N times the rate."""
+
+    async def try_acquire(self, key: str, windows: Sequence[tuple[int, float]]) -> float:
+        """Take one slot of ``key`` when it is under every ``(limit, seconds)`` sliding window
+        and return 0.0; else take nothing and return the seconds until a slot frees."""
+        ...
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """Who and what a tool call runs for; set by the gateway after the bearer check."""
@@ -222,6 +234,9 @@ class ToolContext:
     upstream: UpstreamHandle | None = None  # None for a kind without an upstream provider
     http: httpx.AsyncClient | None = None  # the process's pooled client (shared_http())
     role: str = "member"  # the caller's role in the tenant: admin or member
+    # Shared by every process; None when the platform runs without Redis (one web process):
+    # then a kind counts in its own process.
+    limiter: SlotLimiter | None = None
     # What this call reports for its audit record (one dict per request; see ``note``).
     notes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

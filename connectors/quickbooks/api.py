@@ -24,7 +24,7 @@ import httpx
 
 from .errors import ApiError, InvalidQuery, ProviderUnavailable, api_error_from_response
 from .query import MAX_RESULTS_LIMIT, Query, QueryError, canonical_entity_name, parse_query
-from .throttle import RealmThrottle
+from .throttle import RealmThrottle, SharedRealmThrottle
 from .transport import USER_AGENT, RetryPolicy, make_async_client, unavailable
 
 MINOR_VERSION = 75
@@ -70,7 +70,7 @@ class QuickBooksApi:
         access_token: str,
         http: httpx.AsyncClient | None = None,
         timeout: httpx.Timeout | None = None,
-        throttle: RealmThrottle | None = None,
+        throttle: RealmThrottle | SharedRealmThrottle | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         minor_version: int = MINOR_VERSION,
     ):

@@ -43,7 +43,7 @@ from .oauth import (
     discovery_location,
     load_endpoints,
 )
-from .throttle import RealmThrottle
+from .throttle import RealmThrottle, SharedRealmThrottle
 from .transport import DEFAULT_TIMEOUT, RetryPolicy, make_async_client, make_client
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "QuickBooksApi",
     "QuickBooksError",
     "RealmThrottle",
+    "SharedRealmThrottle",
     "RetryPolicy",
     "StaleObject",
     "Throttled",

@@ -32,4 +32,28 @@ TIMEOUT_SECONDS = EnvSetting(
     parse=float,
 )
 
-ENV = (CLIENT_ID, CLIENT_SECRET, ENVIRONMENT, TIMEOUT_SECONDS)
+# Intuit's limits per company (10 requests a second, 500 a minute), kept by the platform across
+# every web process. Lower them when another deployment uses the same Intuit app and companies.
+THROTTLE_PER_SECOND = EnvSetting(
+    "QUICKBOOKS_THROTTLE_PER_SECOND",
+    default="10",
+    help="Accounting API requests per company per second, across all processes.",
+    parse=int,
+    check=lambda value, embedded: None if value > 0 else "must be at least 1",
+)
+THROTTLE_PER_MINUTE = EnvSetting(
+    "QUICKBOOKS_THROTTLE_PER_MINUTE",
+    default="500",
+    help="Accounting API requests per company per minute, across all processes.",
+    parse=int,
+    check=lambda value, embedded: None if value > 0 else "must be at least 1",
+)
+
+ENV = (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ENVIRONMENT,
+    TIMEOUT_SECONDS,
+    THROTTLE_PER_SECOND,
+    THROTTLE_PER_MINUTE,
+)

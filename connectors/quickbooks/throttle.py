@@ -1,8 +1,8 @@
 """Keep each company under Intuit's request limits before Intuit has to say 429.
 
-In-process only: every worker process keeps its own windows, so N processes calling one company
-can together exceed the limits (then Intuit's 429 still protects us, as `Throttled`). A shared
-limiter (e.g. in Redis) would be the next step if that happens in practice.
+`RealmThrottle` counts in its own process; `shared(limiter)` gives the same windows counted in
+the platform's `SlotLimiter` (Redis), so every web process takes its slots from one count and N
+replicas together stay under the limits. Intuit's 429 still protects us (as `Throttled`).
 
 Sliding windows rather than a token bucket: a bucket of 10 refilled at 10/s lets up to 20
 requests through within one second, which a sliding-window server rejects. The windows are a
@@ -16,8 +16,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
+
+if TYPE_CHECKING:
+    from connectors.base import SlotLimiter
 
 
 class RealmThrottle:
@@ -38,6 +42,15 @@ class RealmThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         self._sent: dict[str, deque[float]] = {}
+
+    @property
+    def windows(self) -> tuple[tuple[int, float], ...]:
+        """(limit, seconds) of each window, margins included."""
+        return ((self.per_second, self._second), (self.per_minute, self._minute))
+
+    def shared(self, limiter: SlotLimiter | None) -> RealmThrottle | SharedRealmThrottle:
+        """These windows counted in ``limiter`` (every process), or this throttle without one."""
+        return self if limiter is None else SharedRealmThrottle(limiter, self.windows)
 
     def try_acquire(self, realm_id: str) -> float:
         """Take a slot now and return 0.0, or return how many seconds until one frees up."""
@@ -70,3 +83,17 @@ class RealmThrottle:
         """Drop a realm's history (e.g. when the company is disconnected)."""
         with self._lock:
             self._sent.pop(realm_id, None)
+
+
+class SharedRealmThrottle:
+    """RealmThrottle's windows kept in a SlotLimiter that every process shares."""
+
+    def __init__(self, limiter: SlotLimiter, windows: tuple[tuple[int, float], ...]):
+        self._limiter = limiter
+        self._windows = windows
+
+    async def acquire(self, realm_id: str) -> None:
+        """Wait (asynchronously) until the realm may send one more request, and take the slot."""
+        key = f"quickbooks:realm:{realm_id}"
+        while (wait := await self._limiter.try_acquire(key, self._windows)) > 0:
+            await anyio.sleep(wait)

@@ -9,6 +9,7 @@ tools_write (listed and callable only where the connector allows writes, see
 connectors.write_gate); this module holds what they share and builds the server.
 """
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,7 +19,13 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from connectors.base import ToolContext, UpstreamNotConnected, UpstreamUnavailable, tool_context
+from connectors.base import (
+    SlotLimiter,
+    ToolContext,
+    UpstreamNotConnected,
+    UpstreamUnavailable,
+    tool_context,
+)
 from connectors.quickbooks import client as qbo
 from connectors.quickbooks import env
 from connectors.quickbooks.provider import api_base
@@ -36,8 +43,17 @@ UPDATES = ToolAnnotations(
     readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True
 )
 
-# One throttle per process, keyed by company: one tenant cannot exceed Intuit's limits.
-THROTTLE = qbo.RealmThrottle()
+
+@functools.cache
+def _throttle(per_second: int, per_minute: int) -> qbo.RealmThrottle:
+    return qbo.RealmThrottle(per_second=per_second, per_minute=per_minute)
+
+
+def throttle(limiter: SlotLimiter | None) -> qbo.RealmThrottle | qbo.SharedRealmThrottle:
+    """Intuit's limits per company, counted in the platform's shared limiter (Redis) when there
+    is one, else in this process: one tenant cannot exceed them, however many replicas serve it."""
+    limits = _throttle(env.THROTTLE_PER_SECOND.value(), env.THROTTLE_PER_MINUTE.value())
+    return limits.shared(limiter)
 
 
 async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitable[T]]) -> T:
@@ -52,7 +68,7 @@ async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitab
                 realm_id=access.account_id,
                 access_token=access.access_token,
                 http=context.http,
-                throttle=THROTTLE,
+                throttle=throttle(context.limiter),
                 timeout=httpx.Timeout(env.TIMEOUT_SECONDS.value(), connect=5.0),
             )
             try:

@@ -286,6 +286,21 @@ DCR_RATE_WINDOW = envint("DCR_RATE_WINDOW", 600)  # seconds
 # refuses that pair without checking anything (cheap), until the window ends.
 CLIENT_AUTH_FAILURE_LIMIT = envint("CLIENT_AUTH_FAILURE_LIMIT", 10)
 CLIENT_AUTH_FAILURE_WINDOW = envint("CLIENT_AUTH_FAILURE_WINDOW", 600)  # seconds
+# MCP requests per window at the gateway (gateway/ratelimit.py), per tenant, per OAuth client and
+# per member of a tenant; 0 = no limit. Counted in Redis when configured (every web process
+# shares the counts); past a limit the gateway answers 429 with Retry-After.
+GATEWAY_RATE_LIMIT_PER_TENANT = envint("GATEWAY_RATE_LIMIT_PER_TENANT", 0)
+GATEWAY_RATE_LIMIT_PER_CLIENT = envint("GATEWAY_RATE_LIMIT_PER_CLIENT", 0)
+GATEWAY_RATE_LIMIT_PER_MEMBER = envint("GATEWAY_RATE_LIMIT_PER_MEMBER", 0)
+GATEWAY_RATE_LIMIT_WINDOW = envint("GATEWAY_RATE_LIMIT_WINDOW", 60)  # seconds
+if (
+    GATEWAY_RATE_LIMIT_WINDOW < 1
+    or min(
+        GATEWAY_RATE_LIMIT_PER_TENANT, GATEWAY_RATE_LIMIT_PER_CLIENT, GATEWAY_RATE_LIMIT_PER_MEMBER
+    )
+    < 0
+):
+    raise ImproperlyConfigured("GATEWAY_RATE_LIMIT_* must not be negative, nor the window 0")
 # Tests serve client ID metadata documents over plain http on loopback; never in production.
 CIMD_ALLOW_HTTP_LOOPBACK = False
 

@@ -35,7 +35,14 @@ STEPS: list[tuple[str, str, tuple[str, ...]]] = [
 STEP_OF_KIND = {kind: name for name, _label, kinds in STEPS for kind in kinds}
 STEP_LABEL = {name: label for name, label, _kinds in STEPS}
 STEP_INDEX = {name: i for i, (name, _label, _kinds) in enumerate(STEPS)}
-ACTIVITY_KINDS = ("mcp.call", "mcp.calls", "mcp.rejected", "oauth.refresh", "oauth.client_revoked")
+ACTIVITY_KINDS = (
+    "mcp.call",
+    "mcp.calls",
+    "mcp.rejected",
+    "mcp.rate_limited",
+    "oauth.refresh",
+    "oauth.client_revoked",
+)
 KIND_LABEL = {
     **{kind: STEP_LABEL[step] for kind, step in STEP_OF_KIND.items()},
     "upstream.hop": "Sent to the upstream provider",
@@ -43,6 +50,7 @@ KIND_LABEL = {
     "mcp.call": "MCP call",
     "mcp.calls": "MCP calls (counted per minute)",
     "mcp.rejected": "MCP request rejected",
+    "mcp.rate_limited": "MCP request over a rate limit",
     "oauth.refresh": "Token refresh",
     "oauth.client_revoked": "Client revoked",
     "upstream.connected": "Upstream account connected",

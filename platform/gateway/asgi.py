@@ -17,6 +17,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from config import crypto
 from config.db import db_sync_to_async
+from config.limits import slot_limiter
 from config.logging import request_id_from, request_id_var
 from connectors.base import (
     REFUSED,
@@ -34,6 +35,7 @@ from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
 from gateway.policy import POLICY_KEY, install_tool_policy
+from gateway.ratelimit import rate_limit_refusal, rate_limited_record
 from upstream.access import ConnectionHandle
 
 log = logging.getLogger(__name__)
@@ -218,6 +220,11 @@ class Gateway:
                 anonymous=check.token_user_id is None,
             )
             return
+        if (limited := await rate_limit_refusal(check)) is not None:
+            await _json(send, *limited)
+            ip, agent = _client_ip(scope), headers.get("user-agent", "")
+            await rate_limited_record(check, ip=ip, user_agent=agent)
+            return
 
         manager = self.managers.get(check.connector_kind)
         if manager is None:
@@ -351,6 +358,7 @@ def _tool_context(check: BearerCheck, tenant: str, connector: str) -> ToolContex
         role=check.member_role or "",
         upstream=upstream,
         http=shared_http(),
+        limiter=slot_limiter(),
     )
 
 

@@ -1,8 +1,15 @@
 """config.limits: the one fixed-window counter every limiter of the platform counts in."""
 
-import pytest
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
 
-from config.limits import limit_hit, limit_reached
+import pytest
+from django.conf import settings
+
+from config.limits import RedisSlotLimiter, limit_hit, limit_reached, slot_limiter
 from events.services import ANONYMOUS_EVENT_LIMIT, ANONYMOUS_EVENT_WINDOW, _anonymous_event_allowed
 from tenants.signin import signin_throttled
 
@@ -36,3 +43,55 @@ def test_the_anonymous_events_cap_counts_in_the_shared_helper():
         )
     assert not _anonymous_event_allowed(7, "198.51.100.1")
     assert _anonymous_event_allowed(7, "198.51.100.2")
+
+
+# --- Shared by every process (Redis) ----------------------------------------------------------
+
+needs_redis = pytest.mark.skipif(
+    not settings.CACHE_REDIS_URL, reason="counters are shared across processes only in Redis"
+)
+
+COUNTING_PROCESS = """
+import sys, django
+django.setup()
+from config.limits import limit_hit
+granted = sum(not limit_hit(sys.argv[1], limit=50, window=60) for _ in range(40))
+print(granted)
+"""
+
+
+@needs_redis
+def test_processes_counting_at_once_never_overshoot_the_limit():
+    name = f"race:{uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    counters = [
+        subprocess.Popen(
+            [sys.executable, "-c", COUNTING_PROCESS, name], env=env, stdout=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    granted = [int(process.communicate(timeout=120)[0]) for process in counters]
+    assert sum(granted) == 50  # 160 hits from four processes, 50 allowed in all
+    assert limit_reached(name, limit=50, window=60)
+
+
+@needs_redis
+def test_the_slot_limiter_grants_each_window_once_across_clients():
+    limiter = slot_limiter()
+    assert limiter is not None
+    windows = ((10, 1.05), (500, 60.05))
+
+    async def race():
+        # Two limiters (two processes' worth of clients) taking slots of one company at once.
+        other = RedisSlotLimiter(settings.CACHE_REDIS_URL)
+        takers = [limiter, other] * 12
+        return await asyncio.gather(*(t.try_acquire("realm:42", windows) for t in takers))
+
+    waits = asyncio.run(race())
+    assert waits.count(0.0) == 10
+    assert all(0 < wait <= 1.05 for wait in waits if wait)
+
+
+def test_without_redis_there_is_no_shared_limiter(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert slot_limiter() is None
