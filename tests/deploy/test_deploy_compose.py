@@ -2,6 +2,7 @@
 command with valid options, every variable it or .env.example names is one the platform reads
 (and the other way round), health checks, volumes, start order, scaling and the TLS proxy."""
 
+import ipaddress
 import json
 import os
 import re
@@ -259,6 +260,26 @@ def test_replicas_are_settings_and_beat_cannot_be_scaled(services):
             assert "container_name" not in service, f"{name} could not be scaled"
         if name != "caddy":
             assert "ports" not in service, f"{name} publishes a host port"
+
+
+def test_scale_web_to_3_and_worker_to_4_needs_nothing_fixed(services):
+    """`docker compose up --scale web=3 --scale worker=4`: no replica takes a fixed name, host
+    port, address or writable volume another replica also wants; the replica address range holds
+    them all; Caddy finds every web replica by the service's DNS name."""
+    for name in ("web", "worker"):
+        service = services[name]
+        assert "container_name" not in service and "ports" not in service, name
+        networks = service.get("networks") or {}
+        assert not any("ipv4_address" in (n or {}) for n in networks.values()), name
+        writable = [v for v in service.get("volumes", []) if not str(v).endswith(":ro")]
+        assert not writable, f"{name} replicas would share {writable}"
+    (pool,) = compose()["networks"]["default"]["ipam"]["config"]
+    replicas = ipaddress.ip_network(pool["ip_range"])
+    assert replicas.num_addresses - 2 >= 3 + 4 + 4  # web, worker, and the other services
+    assert ipaddress.ip_address(services["caddy"]["networks"]["default"]["ipv4_address"]) not in (
+        replicas
+    )
+    assert re.search(r"dynamic a web \d+", CADDYFILE.read_text())
 
 
 def test_worker_pools_one_database_connection_per_thread(services):
