@@ -60,4 +60,15 @@ class PlatformApplication:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-application = PlatformApplication()
+def traced(app):
+    """``app`` traced with OpenTelemetry when an OTLP endpoint is configured (config.tracing)."""
+    from config.tracing import tracing_asgi, tracing_instrument, tracing_provider
+
+    provider = tracing_provider("web")
+    if provider is None:
+        return app
+    tracing_instrument(provider)
+    return tracing_asgi(app, provider)
+
+
+application = traced(PlatformApplication())

@@ -20,3 +20,12 @@ def _worker_metrics(**kwargs) -> None:
 
     if settings.METRICS_WORKER_PORT and metrics_enabled():
         worker_metrics_serve(settings.METRICS_WORKER_PORT, settings.METRICS_WORKER_ADDRESS)
+
+
+@signals.worker_init.connect
+def _worker_tracing(**kwargs) -> None:
+    """Trace tasks and their outbound HTTP when an OTLP endpoint is configured."""
+    from config.tracing import tracing_instrument, tracing_provider
+
+    if provider := tracing_provider("worker"):
+        tracing_instrument(provider)
