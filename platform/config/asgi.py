@@ -9,7 +9,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
-from config.proxy import TrustedProxyHeaders  # noqa: E402  (needs Django set up first)
+from config.metrics import metrics_asgi  # noqa: E402  (needs Django set up first)
+from config.proxy import TrustedProxyHeaders  # noqa: E402
 from gateway.asgi import Gateway  # noqa: E402
 
 
@@ -35,6 +36,8 @@ class PlatformApplication:
             await self._lifespan(receive, send)
         elif scope["type"] == "http" and self.gateway.matches(scope["path"]):
             await self.gateway(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/metrics":
+            await metrics_asgi(scope, receive, send)
         else:
             await self.django(scope, receive, send)
 

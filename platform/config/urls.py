@@ -5,7 +5,6 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config import health
-from config.metrics import metrics_view
 from tenants.signin import AdminSignInForm, SignInForm
 
 admin.site.login_form = AdminSignInForm
@@ -39,7 +38,6 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
-    path("metrics", metrics_view),
     path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
     path("", RedirectView.as_view(url="/dashboard/", permanent=False)),
 ]

@@ -1,7 +1,9 @@
 """The Prometheus endpoint, scraped over HTTP from the live platform after real tool calls and
 parsed with prometheus_client's own text parser."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -88,6 +90,9 @@ def test_a_scraper_without_the_token_is_refused(live_url, metrics_on, settings):
     settings.METRICS_ALLOW_IPS = ["127.0.0.0/8"]
     response = httpx.get(f"{live_url}/metrics", timeout=30)
     assert response.status_code == 200 and "mcp_tool_calls" in response.text
+    # Prometheus addresses each replica by its IP: no ALLOWED_HOSTS refusal for that Host.
+    response = httpx.get(f"{live_url}/metrics", headers={"Host": "172.30.70.140:8000"}, timeout=30)
+    assert response.status_code == 200 and "mcp_upstream_connections" in response.text
 
 
 def test_tool_calls_errors_and_latency_per_connector(live_url, acme, metrics_on):
@@ -226,3 +231,63 @@ def test_a_worker_serves_the_refreshes_it_did_on_its_own_port(acme, quickbooks_o
     assert done == 1
     connection.refresh_from_db()
     assert connection.status == "active" and connection.last_refresh_at is not None
+
+
+DASHBOARD = os.path.join(ROOT, "docs", "grafana-dashboard.json")
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(query, legend) of every panel target and template variable of the dashboard."""
+    with open(DASHBOARD) as handle:
+        dashboard = json.load(handle)  # valid JSON, or this fails
+    queries = [
+        (target["expr"], target.get("legendFormat", ""))
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+    queries += [(v["query"]["query"], "") for v in dashboard["templating"]["list"]]
+    return queries
+
+
+def test_the_grafana_dashboard_queries_only_what_a_scrape_shows(
+    live_url, acme, metrics_on, quickbooks_on_emulator
+):
+    connector = acme["connector"]
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), connector.url)["access_token"]
+    _call(connector.url, token, "echo", {"text": "a"})
+    books = connector_create(tenant=acme["tenant"], kind="quickbooks", mode="shared")
+    connection, _ = quickbooks_on_emulator.store_connection(connector=books)
+    upstream_connection_refresh(connection_id=connection.pk, force=True)
+    Event.objects.create(kind="upstream.sweep")
+    time.sleep(0.3)
+    scraped = scrape(live_url)
+    labels_of: dict[str, set[str]] = {}
+    for name, labels in scraped:
+        labels_of.setdefault(name, set()).update(label for label, _ in labels)
+
+    queries = _dashboard_queries()
+    assert len(queries) >= 8
+    queried = set()
+    for query, legend in queries:
+        metrics = set(re.findall(r"\b(mcp_[a-z0-9_]+)", query))
+        assert metrics, query
+        missing = metrics - set(labels_of)
+        assert not missing, f"{query} asks for {missing}, which a scrape does not show"
+        queried |= metrics
+        available = set().union(*(labels_of[m] for m in metrics))
+        used = set(re.findall(r"by \(([^)]*)\)", query))
+        used = {label.strip() for group in used for label in group.split(",")}
+        used |= set(re.findall(r"(\w+)\s*=~?\s*\"", query))
+        used |= set(re.findall(r"\{\{(\w+)\}\}", legend))
+        used |= set(re.findall(r"label_values\([^,]+,\s*(\w+)\)", query))
+        assert used <= available, f"{query} uses labels {used - available} its metrics lack"
+    # Every metric the platform exports has a panel.
+    assert {
+        "mcp_tool_calls_total",
+        "mcp_tool_call_duration_seconds_bucket",
+        "mcp_upstream_refreshes_total",
+        "mcp_upstream_connections",
+        "mcp_upstream_sweep_lag_seconds",
+        "mcp_celery_queue_depth",
+    } <= queried
