@@ -74,7 +74,8 @@ def oauth_provider(
 
 
 @asynccontextmanager
-async def connected(url: str, provider: OAuthClientProvider):
+async def connected(url: str, provider: OAuthClientProvider, **options):
+    """A connected SDK ``Client``; ``options`` go to it (mode, callbacks, log_level)."""
     async with httpx2.AsyncClient(auth=provider, timeout=30) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
+        async with Client(streamable_http_client(url, http_client=http), **options) as client:
             yield client

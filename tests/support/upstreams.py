@@ -25,6 +25,7 @@ import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Annotated
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import anyio
@@ -32,16 +33,20 @@ import httpx
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve, Sample
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     CallToolResult,
+    CreateMessageResult,
     EmbeddedResource,
     ImageContent,
+    SamplingMessage,
     TextContent,
     TextResourceContents,
     ToolAnnotations,
     ToolListChangedNotification,
 )
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -150,6 +155,19 @@ class Upstream:
         }
 
 
+class Name(BaseModel):
+    name: str
+
+
+def _ask_name() -> Elicit[Name]:
+    return Elicit("What is your name?", Name)
+
+
+def _ask_model(topic: str) -> Sample:
+    prompt = TextContent(type="text", text=f"Write a haiku about {topic}.")
+    return Sample([SamplingMessage(role="user", content=prompt)], max_tokens=50)
+
+
 def _server(upstream: Upstream) -> MCPServer:
     server = MCPServer("notes", instructions="A notes server used as a test upstream.")
 
@@ -210,6 +228,26 @@ def _server(upstream: Upstream) -> MCPServer:
             ToolListChangedNotification(), related_request_id=ctx.request_id
         )
         return "unlocked"
+
+    @server.tool(annotations=READ)
+    async def count(steps: int, ctx: Context) -> str:
+        """Reports progress at each step (when asked for) and logs when done."""
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step} of {steps}")
+        await ctx.info(f"counted to {steps}")
+        return f"counted to {steps}"
+
+    # Elicitation and sampling the SDK's way: a request mid-call to clients of the handshake
+    # generations, the input-required round trip with 2026-07-28 clients.
+    @server.tool(annotations=READ)
+    def greet(name: Annotated[Name, Resolve(_ask_name)]) -> str:
+        """Asks the user their name (elicitation/create)."""
+        return f"hello {name.name}"
+
+    @server.tool(annotations=READ)
+    def haiku(topic: str, written: Annotated[CreateMessageResult, Resolve(_ask_model)]) -> str:
+        """Asks the client's model for a haiku (sampling/createMessage)."""
+        return f"the client's model wrote: {written.content.text}"
 
     @server.resource("notes://readme", mime_type="text/plain")
     def readme() -> str:
