@@ -10,6 +10,9 @@ A kind is provider code in ``connectors/<kind>/`` that declares one ``ConnectorK
 - its per-connector settings (``settings_schema``), which the platform validates on every save
   (dashboard form and API alike);
 - the environment settings it reads (``env``), read and checked when the platform starts;
+- for requests to URLs tenants choose, ``guarded_http()`` / ``guarded_sync_http()``: clients
+  that connect only to public addresses (checked on the resolved address at connect time)
+  unless ``OUTBOUND_ALLOWED_NETWORKS`` allows more (a kind lists it in its ``env``);
 - an optional embedded emulator (``embedded_emulator``) that ``manage.py serve`` starts in the
   embedded default.
 
@@ -27,7 +30,9 @@ Installing a kind is one line: its import path in ``CONNECTOR_KINDS`` (or the
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 import subprocess
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +52,7 @@ from django.utils.module_loading import import_string
 if TYPE_CHECKING:
     from mcp.server import MCPServer
     from mcp.server.mcpserver import Context
+    from mcp.server.request_state import RequestStateSecurity
     from mcp.types import CallToolResult, Tool
 
 # --- Errors a kind raises or receives ---------------------------------------------------------
@@ -258,6 +265,28 @@ def tool_context(ctx: Context) -> ToolContext:
     """The ToolContext of the MCP request ``ctx`` belongs to (tools, resources, prompts)."""
     request = ctx.request_context.request
     return request.scope[SCOPE_KEY]
+
+
+def request_state_security() -> RequestStateSecurity:
+    """How a kind's MCPServer seals the 2026-07-28 ``requestState`` (the input-required round
+    trip): a key every web process shares (derived from SECRET_KEY), so a client's retry may
+    land on any of them; and bound to the member and connector the round was asked for.
+    Pass it as ``MCPServer(..., request_state_security=request_state_security())``."""
+    import hashlib
+    import hmac
+
+    from mcp.server.request_state import RequestStateSecurity
+
+    key = hmac.new(settings.SECRET_KEY.encode(), b"mcp request state", hashlib.sha256).digest()
+
+    def principal(ctx) -> str | None:
+        request = getattr(ctx, "request", None)
+        context = request.scope.get(SCOPE_KEY) if request is not None else None
+        if context is None:
+            return None
+        return f"{context.tenant_id}/{context.connector_id}/{context.user_id}"
+
+    return RequestStateSecurity(keys=[key], bind_principal=principal)
 
 
 # One pooled client per event loop: an AsyncClient's connections belong to the loop that made
@@ -526,6 +555,172 @@ def kinds_env_settings(
         for env_setting in import_string(dotted).env:
             values[env_setting.name] = env_setting.read(read(env_setting.name), embedded=embedded)
     return values
+
+
+# --- Outbound requests to URLs tenants choose (SSRF guard) ------------------------------------
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+
+
+OUTBOUND_ALLOWED_NETWORKS = EnvSetting(
+    "OUTBOUND_ALLOWED_NETWORKS",
+    default="",
+    default_embedded="127.0.0.0/8,::1/128",
+    help="Networks that are not public (CIDRs, comma-separated) which connector kinds may reach "
+    "at URLs tenants choose, e.g. an internal MCP server's 10.1.2.0/24. Default: none; the "
+    "embedded default allows loopback.",
+    parse=_networks,
+)
+
+
+class AddressRefused(httpcore.ConnectError):
+    """An outbound connection the platform refused: the host's address is not public."""
+
+
+def address_allowed(address: Address) -> bool:
+    """Whether a connection to ``address`` may be made: a public (global unicast) address, or
+    one inside OUTBOUND_ALLOWED_NETWORKS. Private, loopback, link-local (cloud metadata at
+    169.254.169.254), shared, reserved, multicast and unspecified addresses are refused."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address in network for network in OUTBOUND_ALLOWED_NETWORKS.value()):
+        return True
+    return address.is_global and not address.is_multicast
+
+
+def _checked(host: str, infos: list) -> list[str]:
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%")[0])
+        if not address_allowed(address):
+            named = text if text == host else f"{host} resolves to {text}, which"
+            raise AddressRefused(
+                f"{named} is not a public address (the platform connects only to public "
+                "addresses unless OUTBOUND_ALLOWED_NETWORKS allows it)"
+            )
+    return addresses
+
+
+def resolve_checked(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, all allowed, or AddressRefused (also when it has none)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"{host} could not be resolved ({exc})") from exc
+    return _checked(host, infos)
+
+
+async def aresolve_checked(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"{host} could not be resolved ({exc})") from exc
+    return _checked(host, infos)
+
+
+def url_refusal(url: str) -> str | None:
+    """Why the platform would refuse to connect to ``url``'s host now, or None (a name that
+    does not resolve yet passes: it is checked again at every connection)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        resolve_checked(parts.hostname, parts.port or 443)
+    except AddressRefused as exc:
+        return str(exc)
+    except httpcore.ConnectError:
+        return None
+    return None
+
+
+def refused_by_guard(exc: BaseException) -> AddressRefused | None:
+    """The AddressRefused behind an httpx error, if the guard refused the connection."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, AddressRefused):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the address it checked (so a second DNS answer cannot differ); TLS still
+    verifies the name (httpcore sends the URL's host as SNI)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self.inner = inner
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        error: Exception | None = None
+        for address in await aresolve_checked(host, port):
+            try:
+                return await self.inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise AddressRefused("unix sockets are not reachable from connectors")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class _GuardedSyncBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self.inner = inner
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        error: Exception | None = None
+        for address in resolve_checked(host, port):
+            try:
+                return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host} has no address")
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise AddressRefused("unix sockets are not reachable from connectors")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+_guarded: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def guarded_http() -> httpx.AsyncClient:
+    """Like ``shared_http()``, for URLs tenants choose: connects only where
+    ``address_allowed``; never follows redirects, ignores proxy environment variables."""
+    loop = asyncio.get_running_loop()
+    client = _guarded.get(loop)
+    if client is None or client.is_closed:
+        transport = httpx.AsyncHTTPTransport(limits=HTTP_LIMITS)
+        # httpx builds the connection pool; its network backend is httpcore's hook for this.
+        transport._pool._network_backend = _GuardedBackend(transport._pool._network_backend)
+        client = httpx.AsyncClient(
+            transport=transport, timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False
+        )
+        _guarded[loop] = client
+    return client
+
+
+def guarded_sync_http(timeout: httpx.Timeout = HTTP_TIMEOUT) -> httpx.Client:
+    """A new sync client with the same guard (for worker-thread code such as OAuth fetches)."""
+    transport = httpx.HTTPTransport()
+    transport._pool._network_backend = _GuardedSyncBackend(transport._pool._network_backend)
+    return httpx.Client(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+    )
 
 
 # --- Embedded emulator ------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.base import refused_by_guard
+
 CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 PROBE = {
     "jsonrpc": "2.0",
@@ -57,11 +59,17 @@ def _path(url: str) -> str:
     return urlsplit(url).path.rstrip("/")
 
 
+def failure(exc: httpx.HTTPError) -> str:
+    """What went wrong with a request, for steps and messages (never a credential)."""
+    refused = refused_by_guard(exc)
+    return f"refused by the platform: {refused}" if refused else type(exc).__name__
+
+
 def _json(http: httpx.Client, url: str, steps: list[str]) -> dict | None:
     try:
         response = http.get(url, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
-        steps.append(f"GET {url}: {type(exc).__name__}")
+        steps.append(f"GET {url}: {failure(exc)}")
         return None
     kind = response.headers.get("content-type", "").split(";")[0].strip()
     steps.append(f"GET {url}: {response.status_code} {kind}".rstrip())
@@ -82,7 +90,7 @@ def _challenge(http: httpx.Client, mcp_url: str, steps: list[str]) -> dict[str, 
             headers={"Accept": "application/json, text/event-stream"},
         )
     except httpx.HTTPError as exc:
-        raise DiscoveryFailed(f"{mcp_url} could not be reached ({type(exc).__name__})") from None
+        raise DiscoveryFailed(f"{mcp_url} could not be reached ({failure(exc)})") from None
     steps.append(f"POST {mcp_url} without a token: {response.status_code}")
     if response.status_code != 401:
         return {}

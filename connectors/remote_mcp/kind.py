@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.base import (
+    OUTBOUND_ALLOWED_NETWORKS,
     ChoiceSetting,
     ConnectorKind,
     EnvSetting,
@@ -16,6 +17,7 @@ from connectors.base import (
     TextSetting,
     UpstreamOAuth,
     UrlSetting,
+    url_refusal,
 )
 from connectors.remote_mcp.provider import (
     LOOPBACK,
@@ -50,7 +52,8 @@ ALLOW_HTTP_LOOPBACK = EnvSetting(
 
 @dataclass(frozen=True)
 class UpstreamUrlSetting(UrlSetting):
-    """https, or http to a loopback address where REMOTE_MCP_ALLOW_HTTP_LOOPBACK is on."""
+    """https, or http to a loopback address where REMOTE_MCP_ALLOW_HTTP_LOOPBACK is on; a host
+    at a public address, or in OUTBOUND_ALLOWED_NETWORKS (checked again at every connection)."""
 
     def clean(self, value: Any) -> str:
         value = UrlSetting.clean(self, value)
@@ -59,6 +62,9 @@ class UpstreamUrlSetting(UrlSetting):
             parts.hostname in LOOPBACK and ALLOW_HTTP_LOOPBACK.value()
         ):
             raise ValueError("must be an https URL (plain http only for loopback in development)")
+        refusal = url_refusal(value)
+        if refusal:
+            raise ValueError(f"is refused: {refusal}")
         return value
 
 
@@ -182,6 +188,6 @@ remote_mcp = ConnectorKind(
         client_metadata=client_metadata_document,
     ),
     settings_schema=SCHEMA,
-    env=(ALLOW_HTTP_LOOPBACK,),
+    env=(ALLOW_HTTP_LOOPBACK, OUTBOUND_ALLOWED_NETWORKS),
     doctor_url=lambda connector_settings: connector_settings.get("upstream_url") or None,
 )

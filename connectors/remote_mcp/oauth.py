@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import httpx
 
 from connectors.base import UpstreamReauthRequired, UpstreamTokens, UpstreamUnavailable
-from connectors.remote_mcp.discovery import AuthServer
+from connectors.remote_mcp.discovery import AuthServer, failure
 
 CLIENT_NAME = "MCP connector platform"
 # An upstream that sends no expires_in: assume an hour and let the refresher renew it.
@@ -104,7 +104,7 @@ def client_identity(
         )
     except httpx.HTTPError as exc:
         raise RegistrationFailed(
-            f"registration at {server.registration_endpoint} failed ({type(exc).__name__})"
+            f"registration at {server.registration_endpoint} failed ({failure(exc)})"
         ) from None
     body = _json_object(response)
     if response.status_code not in (200, 201) or not body.get("client_id"):
@@ -156,9 +156,7 @@ def _token_request(http: httpx.Client, endpoint: str, identity, data: dict) -> d
     try:
         response = http.post(endpoint, data=data, auth=auth, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(
-            f"{endpoint} could not be reached ({type(exc).__name__})"
-        ) from None
+        raise UpstreamUnavailable(f"{endpoint} could not be reached ({failure(exc)})") from None
     body = _json_object(response)
     if response.status_code == 200 and body.get("access_token"):
         return body
@@ -240,7 +238,7 @@ def revoke(grant: Grant, *, http: httpx.Client) -> None:
         response = http.post(grant.revocation_endpoint, data=data, auth=auth)
     except httpx.HTTPError as exc:
         raise UpstreamUnavailable(
-            f"{grant.revocation_endpoint} could not be reached ({type(exc).__name__})"
+            f"{grant.revocation_endpoint} could not be reached ({failure(exc)})"
         ) from None
     if response.status_code >= 400:
         raise UpstreamUnavailable(

@@ -28,6 +28,7 @@ from connectors.base import (
     UpstreamReauthRequired,
     UpstreamTokens,
     UpstreamUnavailable,
+    guarded_sync_http,
 )
 from connectors.remote_mcp import oauth
 from connectors.remote_mcp.discovery import AuthServer, DiscoveryFailed, discover
@@ -44,11 +45,12 @@ _http: tuple[int, httpx.Client] | None = None
 
 
 def shared_sync_http() -> httpx.Client:
-    """The process's sync client for upstream authorization servers (made again after fork)."""
+    """The process's sync client for upstream authorization servers (made again after fork);
+    it connects only to addresses the platform allows (connectors.base.guarded_sync_http)."""
     global _http
     with _http_lock:
         if _http is None or _http[0] != os.getpid():
-            _http = (os.getpid(), httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False))
+            _http = (os.getpid(), guarded_sync_http(HTTP_TIMEOUT))
         return _http[1]
 
 

@@ -12,15 +12,18 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, LOG_LEVEL_META_KEY
 
 from connectors.base import (
     SCOPE_KEY,
     ToolContext,
     UpstreamNotConnected,
     UpstreamUnavailable,
+    guarded_http,
+    request_state_security,
 )
 from connectors.remote_mcp.lists import LISTS, ListCache
+from connectors.remote_mcp.relay import PARKED, PARKED_PREFIX, Call, ClientRelay, ParkedCalls
 from connectors.remote_mcp.settings import RemoteSettings
 from connectors.remote_mcp.wire import (
     SESSIONS,
@@ -31,8 +34,10 @@ from connectors.remote_mcp.wire import (
     UpstreamRPCError,
 )
 
-# The client's own protocol envelope is ours to set upstream; everything else in _meta passes.
+# The client's own protocol envelope is ours to set upstream; everything else in _meta passes,
+# including the log level a 2026-07-28 client opted into.
 ENVELOPE_PREFIX = "io.modelcontextprotocol/"
+PASSED_ENVELOPE = (LOG_LEVEL_META_KEY,)
 
 
 # Fields a 2026-07-28 client requires that older upstreams do not send; the SDK's serializer
@@ -62,12 +67,21 @@ class CredentialMissing(Exception):
 class RemoteMCPServer(MCPServer):
     """An MCPServer whose every list and call is answered by the connector's upstream."""
 
-    def __init__(self, *, lists: ListCache = LISTS, sessions: Sessions = SESSIONS) -> None:
+    def __init__(
+        self,
+        *,
+        lists: ListCache = LISTS,
+        sessions: Sessions = SESSIONS,
+        parked: ParkedCalls = PARKED,
+    ) -> None:
         super().__init__(
-            "remote_mcp", instructions="Tools of an MCP server hosted behind this platform."
+            "remote_mcp",
+            instructions="Tools of an MCP server hosted behind this platform.",
+            request_state_security=request_state_security(),
         )
         self.lists = lists
         self.sessions = sessions
+        self.parked = parked
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -83,9 +97,32 @@ class RemoteMCPServer(MCPServer):
         refusal = await self._refusal(context, config, name)
         if refusal is not None:
             return tool_error(refusal)
+        arguments = _params(params)
+        state = arguments.get("requestState")
+        if isinstance(state, str) and state.startswith(PARKED_PREFIX):
+            call = self.parked.take(state, config.connection_key(context))
+            if call is None:
+                return tool_error(
+                    f"{config.where} asked a question this retry answers, but the call no longer "
+                    "waits here (it expired, or another web process holds it): call the tool again"
+                )
+            problem = call.answer(ctx, arguments.get("inputResponses") or {})
+            if problem is not None:
+                return tool_error(problem)
+            return await self._outcome(config, call.relay, call.next(self.parked))
+        relay = ClientRelay(ctx)
+        if relay.log_level:
+            arguments["_meta"] = {LOG_LEVEL_META_KEY: relay.log_level, **arguments.get("_meta", {})}
+        forwarded = self._forward(context, config, "tools/call", arguments, relay=relay)
+        if relay.can_be_asked:
+            call = Call(relay, forwarded, config.connection_key(context))
+            return await self._outcome(config, relay, call.next(self.parked))
+        return await self._outcome(config, relay, forwarded)
+
+    async def _outcome(self, config: RemoteSettings, relay: ClientRelay, forwarded) -> dict:
+        """The call's result for this client, or a tool error that says what went wrong."""
         try:
-            result = await self._forward(context, config, "tools/call", _params(params))
-            return for_client("tools/call", result)
+            result = await forwarded
         except UpstreamRPCError as exc:
             error = exc.error
             return tool_error(
@@ -96,6 +133,12 @@ class RemoteMCPServer(MCPServer):
             return tool_error(str(exc))
         except UpstreamUnavailable as exc:
             return tool_error(f"{config.where} is unavailable: {exc}")
+        if result.get("resultType") == "input_required" and not relay.modern:
+            return tool_error(
+                f"{config.where} needs input from the client, which its protocol version "
+                f"({relay.version}) cannot give through this platform"
+            )
+        return for_client("tools/call", result)
 
     async def _handle_list_resources(self, ctx, params) -> dict[str, Any]:
         context, config = _context(ctx)
@@ -175,18 +218,23 @@ class RemoteMCPServer(MCPServer):
         except UpstreamUnavailable as exc:
             raise MCPError(INTERNAL_ERROR, f"{config.where} is unavailable: {exc}") from None
 
-    async def _forward(self, context: ToolContext, config: RemoteSettings, method, params):
+    async def _forward(
+        self, context: ToolContext, config: RemoteSettings, method, params, relay=None
+    ):
         """One request upstream with the caller's credential; a refused OAuth token is
-        refreshed once, and a refusal that survives the refresh means the grant is gone."""
+        refreshed once, and a refusal that survives the refresh means the grant is gone.
+        ``relay`` (a ClientRelay) gets what the upstream sends the client meanwhile."""
         headers = await config.credential(context)
         try:
-            return await self._client(context, config, headers).request(method, params)
+            client = self._client(context, config, headers, relay)
+            return await client.request(method, params, relay=relay)
         except UpstreamAuthRejected as exc:
             refusal = exc
         if config.upstream_auth == "oauth":
             headers = await config.credential(context, force_refresh=True)
             try:
-                return await self._client(context, config, headers).request(method, params)
+                client = self._client(context, config, headers, relay)
+                return await client.request(method, params, relay=relay)
             except UpstreamAuthRejected as exc:
                 refusal = exc
         return await self._refused(context, config, refusal)
@@ -205,16 +253,19 @@ class RemoteMCPServer(MCPServer):
             f"{context.upstream.reconnect_url}, then try again."
         ) from None
 
-    def _client(self, context: ToolContext, config: RemoteSettings, headers) -> UpstreamClient:
+    def _client(
+        self, context: ToolContext, config: RemoteSettings, headers, relay=None
+    ) -> UpstreamClient:
         key = config.connection_key(context)
         return UpstreamClient(
             config.upstream_url,
-            http=context.http,
+            http=guarded_http(),  # public addresses only (or OUTBOUND_ALLOWED_NETWORKS)
             headers=headers,
             timeout=config.timeout_seconds,
             key=key,
             sessions=self.sessions,
             on_notification=lambda note: self.lists.notified(key, note),
+            client_capabilities=relay.upstream_capabilities if relay is not None else None,
         )
 
 
@@ -230,7 +281,11 @@ def _context(ctx) -> tuple[ToolContext, RemoteSettings]:
 
 def _params(params) -> dict[str, Any]:
     data = params.model_dump(by_alias=True, exclude_none=True, mode="json")
-    meta = {k: v for k, v in (data.get("_meta") or {}).items() if not k.startswith(ENVELOPE_PREFIX)}
+    meta = {
+        k: v
+        for k, v in (data.get("_meta") or {}).items()
+        if not k.startswith(ENVELOPE_PREFIX) or k in PASSED_ENVELOPE
+    }
     data.pop("_meta", None)
     if meta:
         data["_meta"] = meta

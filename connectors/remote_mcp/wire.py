@@ -8,6 +8,12 @@ Protocol generations: an upstream that answers ``server/discover`` with 2026-07-
 stateless requests (the per-request envelope; no session). Any other upstream gets the
 ``initialize`` handshake once; its ``Mcp-Session-Id`` is kept (per credential, in this
 process) and reused until the upstream answers 404 for it, when the session is opened again.
+
+During one request the upstream may send messages of its own on the response stream:
+notifications (progress, log messages, list changes) and, from servers of the handshake
+generations, requests (elicitation, sampling, roots). Notifications go to ``on_notification``
+and to the request's ``Relay`` (the client of the call); requests are put to the relay, whose
+answer is posted back to the upstream in its session, and the stream is read on.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from mcp.shared.inbound import (
@@ -28,8 +34,15 @@ from mcp.shared.inbound import (
     NAME_BEARING_METHODS,
     encode_header_value,
 )
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    METHOD_NOT_FOUND,
+    PROTOCOL_VERSION_META_KEY,
+)
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
+
+from connectors.base import refused_by_guard
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +117,26 @@ SESSIONS = Sessions()
 _ids = count(1)
 
 Notify = Callable[[dict[str, Any]], None]
+# What the platform can answer for the client in the upstream's session (declared at initialize;
+# a client that cannot answer a request gets its error relayed).
+RELAYED_CAPABILITIES = {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {}}
+
+
+class Relay(Protocol):
+    """The client of one forwarded request, as the upstream's messages during it reach it."""
+
+    async def notify(self, message: dict[str, Any]) -> None:
+        """An upstream notification (progress, log message) on this request's stream."""
+        ...
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        """An upstream request (elicitation, sampling, roots); returns ``{"result": ...}`` or
+        ``{"error": {...}}`` to answer it with."""
+        ...
+
+
+def cannot_answer(method: str, why: str) -> dict[str, Any]:
+    return {"error": {"code": METHOD_NOT_FOUND, "message": f"{method} cannot be answered: {why}"}}
 
 
 class UpstreamClient:
@@ -124,6 +157,7 @@ class UpstreamClient:
         key: str = "",
         sessions: Sessions = SESSIONS,
         on_notification: Notify | None = None,
+        client_capabilities: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.http = http
@@ -132,21 +166,26 @@ class UpstreamClient:
         self.key = f"{url} {key}"
         self.sessions = sessions
         self.on_notification = on_notification
+        # Declared per request to a 2026-07-28 upstream: the client's own (what it can be asked).
+        self.client_capabilities = client_capabilities or {}
         self.steps: list[str] = []
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send one request; returns its raw result or raises UpstreamRPCError/UpstreamFailure."""
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, relay: Relay | None = None
+    ) -> dict[str, Any]:
+        """Send one request; returns its raw result or raises UpstreamRPCError/UpstreamFailure.
+        ``relay`` gets what the upstream sends the client while it answers."""
         era = self.sessions.get(self.key)
         if era is None:
             era = await self.open()
         try:
-            return await self._send(era, method, params)
+            return await self._send(era, method, params, relay)
         except _SessionGone:
             self.steps.append("upstream session expired (404): opening a new one")
             self.sessions.drop(self.key, era)
             era = await self.open()
             try:
-                return await self._send(era, method, params)
+                return await self._send(era, method, params, relay)
             except _SessionGone:
                 raise UpstreamFailure(
                     f"{self.url} lost the new MCP session at once (404 again)"
@@ -173,7 +212,7 @@ class UpstreamClient:
     async def _initialize(self) -> Era:
         params = {
             "protocolVersion": LATEST_HANDSHAKE_VERSION,
-            "capabilities": {},
+            "capabilities": RELAYED_CAPABILITIES,
             "clientInfo": CLIENT_INFO,
         }
         response, result = await self._post(None, "initialize", params, Era(""))
@@ -186,19 +225,21 @@ class UpstreamClient:
         )
         return era
 
-    async def _send(self, era: Era, method: str, params: dict[str, Any] | None) -> dict:
+    async def _send(
+        self, era: Era, method: str, params: dict[str, Any] | None, relay: Relay | None = None
+    ) -> dict:
         params = dict(params or {})
         if era.modern:
             meta = dict(params.get("_meta") or {})
             meta.update(
                 {
                     PROTOCOL_VERSION_META_KEY: era.version,
-                    CLIENT_CAPABILITIES_META_KEY: {},
+                    CLIENT_CAPABILITIES_META_KEY: self.client_capabilities,
                     CLIENT_INFO_META_KEY: CLIENT_INFO,
                 }
             )
             params["_meta"] = meta
-        _, result = await self._post(next(_ids), method, params, era)
+        _, result = await self._post(next(_ids), method, params, era, relay)
         return result
 
     def _headers(self, era: Era, method: str, params: dict | None) -> dict[str, str]:
@@ -215,18 +256,26 @@ class UpstreamClient:
         return headers
 
     async def _notify(self, era: Era, method: str) -> None:
-        body = {"jsonrpc": "2.0", "method": method}
+        await self._deliver(era, {"jsonrpc": "2.0", "method": method}, method, check=False)
+
+    async def _deliver(self, era: Era, body: dict, what: str, *, check: bool = True) -> None:
+        """POST a message that gets no answer of its own (a notification, a response)."""
         try:
-            await self.http.post(
+            response = await self.http.post(
                 self.url,
                 content=json.dumps(body),
-                headers=self._headers(era, method, None),
+                headers=self._headers(era, body.get("method", ""), None),
                 timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
-            raise UpstreamFailure(f"{self.url} did not take {method}: {_describe(exc)}") from None
+            raise UpstreamFailure(f"{self.url} did not take {what}: {_describe(exc)}") from None
+        if check and response.status_code >= 400:
+            raise UpstreamFailure(
+                f"{self.url} did not take {what} (HTTP {response.status_code})",
+                status=response.status_code,
+            )
 
-    async def _post(self, request_id, method: str, params, era: Era):
+    async def _post(self, request_id, method: str, params, era: Era, relay: Relay | None = None):
         body = {"jsonrpc": "2.0", "id": request_id or next(_ids), "method": method}
         if params is not None:
             body["params"] = params
@@ -259,7 +308,7 @@ class UpstreamClient:
                     f"{where} answered HTTP {response.status_code}: {text}",
                     status=response.status_code,
                 )
-            message = await self._read(response, body["id"], where)
+            message = await self._read(response, body["id"], where, era, relay)
         except httpx.HTTPError as exc:
             raise self._failure(where, exc, "broke off its answer") from None
         finally:
@@ -279,7 +328,9 @@ class UpstreamClient:
             )
         return UpstreamFailure(f"{where} {what}: {_describe(exc)}")
 
-    async def _read(self, response: httpx.Response, request_id, where: str) -> dict:
+    async def _read(
+        self, response: httpx.Response, request_id, where: str, era: Era, relay: Relay | None
+    ) -> dict:
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             payload = _parse(await response.aread(), where)
@@ -289,13 +340,29 @@ class UpstreamClient:
                 payload = _parse(data.encode(), where)
                 if isinstance(payload, dict) and "id" not in payload and "method" in payload:
                     self._notified(payload)
+                    if relay is not None:
+                        await relay.notify(payload)
                     continue
                 if isinstance(payload, dict) and "method" in payload:
-                    continue  # a request to us (sampling, elicitation): not supported here
+                    await self._answer(era, payload, relay)
+                    continue
                 return _response_for(payload, request_id, where)
             raise UpstreamFailure(f"{where} closed its event stream without an answer")
         raise UpstreamFailure(
             f"{where} answered with {kind or 'no content type'}, not MCP (JSON or event stream)"
+        )
+
+    async def _answer(self, era: Era, request: dict, relay: Relay | None) -> None:
+        """Answer a request the upstream sent us mid-call, in its session."""
+        method = str(request.get("method"))
+        if method == "ping":
+            answer: dict[str, Any] = {"result": {}}
+        elif relay is None:
+            answer = cannot_answer(method, "nothing is waiting for it on the platform")
+        else:
+            answer = await relay.ask(request)
+        await self._deliver(
+            era, {"jsonrpc": "2.0", "id": request.get("id"), **answer}, f"the answer to {method}"
         )
 
     def _notified(self, payload: dict) -> None:
@@ -342,6 +409,9 @@ async def _sse_data(response: httpx.Response):
 
 
 def _describe(exc: httpx.HTTPError) -> str:
+    refused = refused_by_guard(exc)
+    if refused is not None:
+        return f"refused by the platform: {refused}"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused or host unreachable"
     return type(exc).__name__

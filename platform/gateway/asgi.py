@@ -244,6 +244,12 @@ class Gateway:
         scope[POLICY_KEY] = check.tool_policy
         if headers.get("mcp-protocol-version", "") not in ("", *HANDSHAKE_PROTOCOL_VERSIONS):
             manager = self.streaming_managers[check.connector_kind]
+        else:
+            # A handshake-era request that asks for progress gets an event stream, where the
+            # progress (and the tool's log messages) can ride before the answer.
+            receive, body = await _read_body(receive)
+            if b'"progressToken"' in body:
+                manager = self.streaming_managers[check.connector_kind]
         observed = _Observed(receive, send)
         await manager.handle_request(scope, observed.receive, observed.send)
         await self._audit(check, scope[SCOPE_KEY], observed, started)
@@ -437,6 +443,24 @@ class _Observed:
         if not self.failed and self.status < 400:
             return ""
         return bytes(self.response[:500]).decode("utf-8", "replace")
+
+
+async def _read_body(receive):
+    """The request's body, and a ``receive`` that hands it on as it came."""
+    messages, body = [], bytearray()
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        body.extend(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+
+    async def replay():
+        return messages.pop(0) if messages else await receive()
+
+    return replay, bytes(body)
 
 
 def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str):

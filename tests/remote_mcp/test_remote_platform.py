@@ -21,7 +21,7 @@ from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-READS = {"whoami", "list_notes", "rich", "fail", "slow", "unlock_extra"}
+READS = {"whoami", "list_notes", "rich", "fail", "slow", "unlock_extra", "count", "greet", "haiku"}
 
 
 @pytest.fixture
