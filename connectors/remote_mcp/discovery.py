@@ -146,7 +146,7 @@ def discover(mcp_url: str, *, http: httpx.Client) -> AuthServer:
         if prm is not None:
             raise DiscoveryFailed(
                 f"{issuer} (named by the protected-resource metadata) has no authorization "
-                "server metadata (RFC 8414 or OpenID discovery)"
+                f"server metadata (RFC 8414 or OpenID discovery; last: {steps[-1]})"
             )
         steps.append(f"no metadata: 2025-03-26 default endpoints at {issuer}")
         metadata = {

@@ -1,5 +1,6 @@
 """Creating remote_mcp connectors: the operator CLI and the settings schema's checks."""
 
+import ipaddress
 from io import StringIO
 
 import pytest
@@ -126,3 +127,43 @@ def test_api_creates_and_updates_a_remote_connector(client, acme_tenant):
     )
     assert refused.status_code == 400
     assert "upstream_auth" in refused.content.decode()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata (link-local)
+        "https://10.0.0.5/mcp",
+        "https://172.16.3.4/mcp",
+        "https://192.168.1.10/mcp",
+        "https://100.100.100.200/mcp",  # shared address space (another cloud's metadata)
+        "https://[fd00:ec2::254]/mcp",  # unique local (fc00::/7)
+        "https://[::ffff:10.0.0.5]/mcp",  # IPv4-mapped private
+        "https://0.0.0.0/mcp",
+    ],
+)
+def test_private_and_metadata_addresses_are_refused(acme_tenant, url):
+    with pytest.raises(CommandError, match="is not a public address"):
+        call_command("connector", "create", "acme", "remote_mcp", "--upstream-url", url)
+    assert not Connector.objects.exists()
+
+
+def test_names_are_checked_by_the_address_they_resolve_to(acme_tenant, settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ()  # production: loopback is not allowed either
+    for url in ("https://localhost/mcp", "https://[::1]/mcp", "https://127.0.0.1/mcp"):
+        with pytest.raises(CommandError, match="is not a public address"):
+            call_command("connector", "create", "acme", "remote_mcp", "--upstream-url", url)
+    # An operator allows an internal network by name.
+    settings.OUTBOUND_ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"),)
+    run("connector", "create", "acme", "remote_mcp", "--upstream-url", "https://127.0.0.1/mcp")
+
+
+def test_outbound_allowed_networks_setting():
+    from connectors.base import OUTBOUND_ALLOWED_NETWORKS
+
+    assert OUTBOUND_ALLOWED_NETWORKS.read("", embedded=False) == ()
+    assert ipaddress.ip_address("127.0.0.1") in OUTBOUND_ALLOWED_NETWORKS.read("", embedded=True)[0]
+    assert OUTBOUND_ALLOWED_NETWORKS.read("10.1.2.0/24, fd00::/8", embedded=False) == (
+        ipaddress.ip_network("10.1.2.0/24"),
+        ipaddress.ip_network("fd00::/8"),
+    )

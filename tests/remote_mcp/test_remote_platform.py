@@ -364,3 +364,25 @@ def test_open_and_per_member_header_upstreams_with_a_2025_03_26_client(remote, u
         assert _rpc(connector.url, tokens["access_token"], "whoami")["content"][0]["text"] == (
             expected
         )
+
+
+# --- outbound connections only to public addresses --------------------------------------------
+
+
+def test_upstream_name_resolving_to_a_private_address_is_refused_at_connect_time(
+    remote, upstreams, live_url, settings
+):
+    """The URL passed its check when saved; by the time of the call its name resolves to an
+    address the platform does not connect to (DNS rebinding, or the operator narrowed
+    OUTBOUND_ALLOWED_NETWORKS): the resolved address is checked at every connection."""
+    upstream = upstreams("open")
+    connector = remote("notes", upstream_url=upstream.url.replace("127.0.0.1", "localhost"))
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), connector.url)["access_token"]
+    settings.OUTBOUND_ALLOWED_NETWORKS = ()  # production's default: no private networks
+    result = _rpc(connector.url, token, "whoami")
+    assert result["isError"] is True
+    text = result["content"][0]["text"]
+    assert "refused by the platform: localhost resolves to" in text
+    assert "is not a public address" in text
+    assert upstream.mcp_requests == []  # not one request reached it

@@ -2,7 +2,7 @@
 
 import pytest
 
-from connectors.base import UpstreamReauthRequired
+from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from connectors.remote_mcp.provider import RemoteMCPProvider
 from tests.remote_mcp.test_remote_oauth_client import _whoami
 from tests.support.upstreams import start_upstream, upstream_sign_in
@@ -73,3 +73,20 @@ def test_header_credentials_need_no_refresh():
     RemoteMCPProvider().revoke(tokens.refresh_token)  # nothing to revoke upstream
     with pytest.raises(UpstreamReauthRequired):
         provider.accept_credential("a\nb")
+
+
+def test_discovery_never_fetches_from_a_private_address():
+    """The upstream's metadata names an authorization server at the cloud metadata address:
+    discovery refuses to connect there (and says so), whatever the upstream claims."""
+    upstream = start_upstream(
+        "modern_oauth", authorization_server="http://169.254.169.254/latest/meta-data"
+    )
+    try:
+        provider = RemoteMCPProvider({"upstream_url": upstream.url})
+        with pytest.raises(UpstreamUnavailable) as refused:
+            provider.authorization_url(state="state-d", redirect_uri=REDIRECT)
+        assert "refused by the platform: 169.254.169.254 is not a public address" in str(
+            refused.value
+        )
+    finally:
+        upstream.stop()

@@ -92,6 +92,8 @@ class Upstream:
     root_metadata: bool = True  # legacy_oauth: serve RFC 8414 metadata (else defaults only)
     delay: float = 0.0  # seconds every MCP request waits before it is served
     fail_with: int | None = None  # an HTTP status every MCP request gets instead
+    # modern_oauth: the authorization server its protected-resource metadata names (else itself)
+    authorization_server: str | None = None
 
     @property
     def base(self) -> str:
@@ -348,7 +350,7 @@ def _oauth_routes(server: MCPServer, upstream: Upstream) -> None:
             return JSONResponse(
                 {
                     "resource": upstream.url,
-                    "authorization_servers": [upstream.base],
+                    "authorization_servers": [upstream.authorization_server or upstream.base],
                     "scopes_supported": ["notes"],
                 }
             )
