@@ -8,6 +8,7 @@ neither listed nor callable; every result is the upstream's, as it sent it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mcp.server import MCPServer
@@ -33,6 +34,8 @@ from connectors.remote_mcp.wire import (
     UpstreamFailure,
     UpstreamRPCError,
 )
+
+log = logging.getLogger(__name__)
 
 # The client's own protocol envelope is ours to set upstream; everything else in _meta passes,
 # including the log level a 2026-07-28 client opted into.
@@ -82,6 +85,28 @@ class RemoteMCPServer(MCPServer):
         self.lists = lists
         self.sessions = sessions
         self.parked = parked
+        self._lowlevel_server.middleware.append(self._upstream_instructions)
+
+    async def _upstream_instructions(self, ctx, call_next):
+        """The upstream's ``instructions`` in initialize and server/discover, where this
+        caller's credential can reach it (else the platform's)."""
+        result = await call_next(ctx)
+        if ctx.method not in ("initialize", "server/discover") or not isinstance(result, dict):
+            return result
+        try:
+            context, config = _context(ctx)
+            headers = await config.credential(context)
+            era = await self._client(context, config, headers).era()
+        except (
+            MCPError,
+            UpstreamFailure,
+            UpstreamRPCError,
+            UpstreamNotConnected,
+            UpstreamUnavailable,
+        ) as exc:
+            log.info("upstream instructions not fetched: %s", exc)
+            return result
+        return {**result, "instructions": era.instructions} if era.instructions else result
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Protocol
 
@@ -82,6 +82,7 @@ class Era:
 
     version: str
     session_id: str | None = None
+    instructions: str = field(default="", compare=False)  # what the upstream tells clients
 
     @property
     def modern(self) -> bool:
@@ -191,6 +192,10 @@ class UpstreamClient:
                     f"{self.url} lost the new MCP session at once (404 again)"
                 ) from None
 
+    async def era(self) -> Era:
+        """How this upstream is spoken to (opened now if this process has not yet)."""
+        return self.sessions.get(self.key) or await self.open()
+
     async def open(self) -> Era:
         """Find out what the upstream speaks; open a session where it needs one."""
         try:
@@ -202,7 +207,7 @@ class UpstreamClient:
                 raise
             result = None  # pre-2026 servers refuse the modern envelope with a 400
         if result is not None and LATEST_MODERN_VERSION in result.get("supportedVersions", []):
-            era = Era(LATEST_MODERN_VERSION)
+            era = Era(LATEST_MODERN_VERSION, instructions=_text(result.get("instructions")))
             self.steps.append("upstream speaks 2026-07-28: stateless requests")
         else:
             era = await self._initialize()
@@ -217,7 +222,11 @@ class UpstreamClient:
         }
         response, result = await self._post(None, "initialize", params, Era(""))
         version = str(result.get("protocolVersion") or LATEST_HANDSHAKE_VERSION)
-        era = Era(version, response.headers.get(SESSION_HEADER))
+        era = Era(
+            version,
+            response.headers.get(SESSION_HEADER),
+            instructions=_text(result.get("instructions")),
+        )
         await self._notify(era, "notifications/initialized")
         self.steps.append(
             f"upstream initialized ({version}"
@@ -368,6 +377,10 @@ class UpstreamClient:
     def _notified(self, payload: dict) -> None:
         if self.on_notification is not None:
             self.on_notification(payload)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _parse(raw: bytes, where: str) -> Any:

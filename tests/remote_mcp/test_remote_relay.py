@@ -153,3 +153,17 @@ def test_list_changed_from_the_upstream_refreshes_the_tools(connector):
 
     before, after = _session(made.url, scenario)
     assert "extra" not in before and "extra" in after
+
+
+# --- the upstream's instructions ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("legacy_upstream", [False, True], ids=["modern-upstream", "old-upstream"])
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-client", "2025-client"])
+def test_the_upstream_instructions_reach_the_client(connector, mode, legacy_upstream):
+    made, _ = connector(legacy_only=legacy_upstream)
+
+    async def scenario(client):
+        return client.instructions
+
+    assert _session(made.url, scenario, mode=mode) == "A notes server used as a test upstream."
