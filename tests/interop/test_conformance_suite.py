@@ -94,7 +94,7 @@ def test_server_scenarios_through_the_gateway(live_url, conformance_url, revisio
     "scenario, wire, baseline, verdict",
     [
         # A failure nobody listed fails the run...
-        ("tools-call-with-progress", "2025-11-25", "server: []\n", "not in your expected-failures"),
+        ("tools-call-with-logging", "2025-11-25", "server: []\n", "not in your expected-failures"),
         # ...and so does a listed failure that now passes (the baseline only shrinks).
         ("tools-call-simple-text", "2026-07-28", "server:\n  - tools-call-simple-text\n", "Stale"),
     ],
