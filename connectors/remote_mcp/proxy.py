@@ -13,6 +13,7 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, LOG_LEVEL_META_KEY
 
 from connectors.base import (
@@ -138,6 +139,7 @@ class RemoteMCPServer(MCPServer):
         relay = ClientRelay(ctx)
         if relay.log_level:
             arguments["_meta"] = {LOG_LEVEL_META_KEY: relay.log_level, **arguments.get("_meta", {})}
+        relay.param_headers = self._param_headers(context, config, name, arguments)
         forwarded = self._forward(context, config, "tools/call", arguments, relay=relay)
         if relay.can_be_asked:
             call = Call(relay, forwarded, config.connection_key(context))
@@ -148,12 +150,8 @@ class RemoteMCPServer(MCPServer):
         """The call's result for this client, or a tool error that says what went wrong."""
         try:
             result = await forwarded
-        except UpstreamRPCError as exc:
-            error = exc.error
-            return tool_error(
-                f"{config.where} answered the call with an error "
-                f"({error.get('code')}: {error.get('message')})"
-            )
+        except UpstreamRPCError as exc:  # the upstream's own answer: the client gets it as sent
+            raise _rpc_error(exc) from None
         except (UpstreamFailure, CredentialMissing, UpstreamNotConnected) as exc:
             return tool_error(str(exc))
         except UpstreamUnavailable as exc:
@@ -213,6 +211,16 @@ class RemoteMCPServer(MCPServer):
             )
         return None
 
+    def _param_headers(self, context, config, name: str, arguments: dict) -> dict[str, str]:
+        """The Mcp-Param-* headers of a call, from the tool's schema in the cached list (the
+        client's own are not forwarded: an older client sends none)."""
+        listed = self.lists.get(config.connection_key(context), "tools/list") or {}
+        tool = next((t for t in listed.get("tools", []) if t.get("name") == name), None)
+        schema = (tool or {}).get("inputSchema")
+        if not isinstance(schema, dict) or find_invalid_x_mcp_header(schema) is not None:
+            return {}
+        return mcp_param_headers(x_mcp_header_map(schema), arguments.get("arguments") or {})
+
     # -- upstream ---------------------------------------------------------------------------
 
     async def _listed(self, context, config: RemoteSettings, method: str, params) -> dict:
@@ -232,12 +240,7 @@ class RemoteMCPServer(MCPServer):
         try:
             return await self._forward(context, config, method, params)
         except UpstreamRPCError as exc:
-            error = exc.error
-            raise MCPError(
-                int(error.get("code", INTERNAL_ERROR)),
-                str(error.get("message", "")),
-                error.get("data"),
-            ) from None
+            raise _rpc_error(exc) from None
         except (UpstreamFailure, CredentialMissing, UpstreamNotConnected) as exc:
             raise MCPError(INTERNAL_ERROR, str(exc)) from None
         except UpstreamUnavailable as exc:
@@ -291,7 +294,18 @@ class RemoteMCPServer(MCPServer):
             sessions=self.sessions,
             on_notification=lambda note: self.lists.notified(key, note),
             client_capabilities=relay.upstream_capabilities if relay is not None else None,
+            param_headers=relay.param_headers if relay is not None else None,
         )
+
+
+def _rpc_error(exc: UpstreamRPCError) -> MCPError:
+    error = exc.error
+    code = error.get("code")
+    return MCPError(
+        code if isinstance(code, int) else INTERNAL_ERROR,
+        str(error.get("message", "")),
+        error.get("data"),
+    )
 
 
 def _context(ctx) -> tuple[ToolContext, RemoteSettings]:

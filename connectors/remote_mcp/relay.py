@@ -50,6 +50,7 @@ class ClientRelay:
 
     def __init__(self, ctx) -> None:
         self.questions: asyncio.Queue | None = None
+        self.param_headers: dict[str, str] = {}  # Mcp-Param-* of the forwarded call
         self.bind(ctx)
 
     def bind(self, ctx) -> None:

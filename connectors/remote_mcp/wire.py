@@ -159,6 +159,7 @@ class UpstreamClient:
         sessions: Sessions = SESSIONS,
         on_notification: Notify | None = None,
         client_capabilities: dict[str, Any] | None = None,
+        param_headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.http = http
@@ -169,6 +170,8 @@ class UpstreamClient:
         self.on_notification = on_notification
         # Declared per request to a 2026-07-28 upstream: the client's own (what it can be asked).
         self.client_capabilities = client_capabilities or {}
+        # A 2026-07-28 tools/call mirrors some arguments in Mcp-Param-* headers (x-mcp-header).
+        self.param_headers = param_headers or {}
         self.steps: list[str] = []
 
     async def request(
@@ -262,6 +265,8 @@ class UpstreamClient:
             name_key = NAME_BEARING_METHODS.get(method)
             if name_key and isinstance((params or {}).get(name_key), str):
                 headers[MCP_NAME_HEADER] = encode_header_value(params[name_key])
+            if method == "tools/call":
+                headers.update(self.param_headers)
         return headers
 
     async def _notify(self, era: Era, method: str) -> None:
