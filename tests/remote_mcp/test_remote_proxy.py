@@ -13,10 +13,12 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import ElicitResult, InputRequiredResult
 
 from connectors.base import SCOPE_KEY, ToolContext, UpstreamNotConnected
 from connectors.remote_mcp.lists import ListCache
 from connectors.remote_mcp.proxy import RemoteMCPServer
+from connectors.remote_mcp.relay import ParkedCalls
 from connectors.remote_mcp.wire import Sessions
 from tests.support.live import LiveServer, free_port
 from tests.support.upstreams import PIXEL, start_upstream
@@ -60,7 +62,8 @@ class Front:
     """The proxy served on loopback; ``context`` is what the next request runs with."""
 
     def __init__(self, upstream_url: str, **settings):
-        self.server = RemoteMCPServer(lists=ListCache(), sessions=Sessions())
+        # Its own caches and parked calls, as another web process has.
+        self.server = RemoteMCPServer(lists=ListCache(), sessions=Sessions(), parked=ParkedCalls())
         app = self.server.streamable_http_app(
             stateless_http=True,
             json_response=True,
@@ -100,10 +103,10 @@ class Front:
         )
 
     @asynccontextmanager
-    async def client(self, mode="auto"):
+    async def client(self, mode="auto", **options):
         async with httpx2.AsyncClient(timeout=30) as http:
             transport = streamable_http_client(self.url, http_client=http)
-            async with Client(transport, mode=mode) as client:
+            async with Client(transport, mode=mode, **options) as client:
                 yield client
 
 
@@ -270,3 +273,30 @@ async def test_oauth_token_refused_after_a_refresh_needs_reauth():
     finally:
         front.live.stop()
         upstream.stop()
+
+
+async def _accept(context, params):
+    return ElicitResult(action="accept", content={"name": "Ann"})
+
+
+async def test_a_question_is_answered_where_it_was_asked(front, open_upstream):
+    """An older upstream's question waits in the process that asked it: the retry's requestState
+    opens in another (the key is shared), which says the call does not wait there."""
+    other = Front(open_upstream.url)
+    try:
+        async with front.client(elicitation_callback=_accept) as client:
+            first = await client.session.call_tool("greet", {}, allow_input_required=True)
+        assert isinstance(first, InputRequiredResult)
+        ((key, asked),) = first.input_requests.items()
+        assert asked.params.message == "What is your name?"
+        answer = {key: ElicitResult(action="accept", content={"name": "Ann"})}
+        async with other.client(elicitation_callback=_accept) as client:
+            elsewhere = await client.session.call_tool(
+                "greet", {}, input_responses=answer, request_state=first.request_state
+            )
+        assert elsewhere.is_error and "no longer waits here" in _text(elsewhere)
+        async with front.client(elicitation_callback=_accept) as client:
+            again = await client.call_tool("greet", {})  # asked and answered in one process
+        assert _text(again) == "hello Ann"
+    finally:
+        other.live.stop()

@@ -7,6 +7,7 @@ connector; the live platform; the SDK's client with its OAuth provider, speaking
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 from mcp_types import CreateMessageResult, ElicitResult, TextContent
 
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
@@ -132,11 +133,14 @@ def test_a_2025_client_cannot_be_asked_and_the_upstream_hears_why(connector):
 
     async def scenario(client):
         with anyio.fail_after(20):  # the upstream is answered at once, never left waiting
-            return await client.call_tool("greet", {})
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("greet", {})
+        return refused.value
 
-    result = _session(made.url, scenario, mode="legacy", elicitation_callback=_answer_name)
-    assert result.is_error
-    assert "cannot be answered" in _text(result) and "2026-07-28" in _text(result)
+    error = _session(made.url, scenario, mode="legacy", elicitation_callback=_answer_name)
+    # The upstream's tool failed on our answer, and its JSON-RPC error reaches the client.
+    assert "elicitation/create cannot be answered" in error.error.message
+    assert "only 2026-07-28 clients can be asked" in error.error.message
 
 
 # --- list changes -----------------------------------------------------------------------------
