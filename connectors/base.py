@@ -14,7 +14,8 @@ A kind is provider code in ``connectors/<kind>/`` that declares one ``ConnectorK
   that connect only to public addresses (checked on the resolved address at connect time)
   unless ``OUTBOUND_ALLOWED_NETWORKS`` allows more (a kind lists it in its ``env``);
 - an optional embedded emulator (``embedded_emulator``) that ``manage.py serve`` starts in the
-  embedded default.
+  embedded default;
+- the OAuth scopes its tools may need (``scopes``; a tool says which with ``requires_scope``).
 
 Every tool call runs with a ``ToolContext`` (``tool_context(ctx)``): who calls, which connector
 with which settings, an ``upstream`` handle (the connection's access token, refreshed under the
@@ -309,6 +310,30 @@ def shared_http() -> httpx.AsyncClient:
         client = httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False)
         _clients[loop] = client
     return client
+
+
+# --- Scopes a tool needs ----------------------------------------------------------------------
+
+# Where a tool says which OAuth scopes a call needs, in its ``_meta`` (so clients see it in
+# tools/list): the tool-level ``securitySchemes`` of SEP-1488 and the OpenAI Apps SDK.
+SECURITY_SCHEMES = "securitySchemes"
+
+
+def requires_scope(*scopes: str) -> dict[str, Any]:
+    """The tool ``meta`` of a tool whose calls need ``scopes`` besides the platform's own:
+    ``@server.tool(meta=requires_scope("quickbooks.write"))``. The kind offers each scope in
+    ``ConnectorKind.scopes``; a call with a token that lacks one is answered 403
+    ``insufficient_scope`` naming what to ask for, and the client steps up."""
+    return {SECURITY_SCHEMES: [{"type": "oauth2", "scopes": list(scopes)}]}
+
+
+def scopes_needed(meta: Mapping[str, Any] | None) -> frozenset[str]:
+    """The scopes a tool's ``_meta`` (wire form) says its calls need (none when it says none)."""
+    needed: set[str] = set()
+    for scheme in (meta or {}).get(SECURITY_SCHEMES) or ():
+        if isinstance(scheme, Mapping) and scheme.get("type") == "oauth2":
+            needed.update(str(scope) for scope in scheme.get("scopes") or ())
+    return frozenset(needed)
 
 
 # --- A tool source: tools decided per request -------------------------------------------------
@@ -767,6 +792,9 @@ class ConnectorKind:
     instructions: str = ""
     # The URL of a server of its own the doctor can check ("Test upstream"), from the settings.
     doctor_url: Callable[[Mapping[str, Any]], str | None] | None = None
+    # OAuth scopes its tools may need besides the platform's own (``requires_scope``), each with
+    # what it allows, as the consent page says it: offered by the authorization server.
+    scopes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.build_server is None) == (self.tool_source is None):
@@ -806,6 +834,14 @@ def get_kind(slug: str) -> ConnectorKind:
     except KeyError:
         known = ", ".join(sorted(all_kinds())) or "none configured"
         raise KeyError(f"unknown connector kind {slug!r} (known: {known})") from None
+
+
+def offered_scopes() -> dict[str, str]:
+    """Every scope the installed kinds' tools may need, with what it allows."""
+    offered: dict[str, str] = {}
+    for kind in all_kinds().values():
+        offered.update(kind.scopes)
+    return offered
 
 
 async def declared_tools(slug: str) -> list[Tool]:

@@ -13,6 +13,9 @@ from connectors.base import (
 from connectors.quickbooks.env import ENV
 
 PROVIDER = "quickbooks"
+# What the write tools need besides the platform's own scope: a client asks for it (step-up)
+# only when a member first calls one, and the member sees it on the consent page.
+WRITE_SCOPE = "quickbooks.write"
 
 
 def _build_server():
@@ -50,4 +53,5 @@ quickbooks = ConnectorKind(
     ),
     env=ENV,
     embedded_emulator=_start_emulator,
+    scopes={WRITE_SCOPE: "Create and change QuickBooks records, where the connector allows writes"},
 )

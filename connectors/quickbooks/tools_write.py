@@ -19,8 +19,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from connectors.base import ToolContext, tool_context
+from connectors.base import ToolContext, requires_scope, tool_context
 from connectors.quickbooks import client as qbo
+from connectors.quickbooks.kind import WRITE_SCOPE
 from connectors.quickbooks.records import (
     BillSummary,
     InvoiceSummary,
@@ -35,6 +36,9 @@ from connectors.quickbooks.records import (
     record_result,
 )
 from connectors.quickbooks.tools import CREATES, UPDATES, with_company
+
+# Every write tool needs the write scope (a token without it gets the step-up challenge).
+WRITES = requires_scope(WRITE_SCOPE)
 
 CENT = Decimal("0.01")
 DueDate = Annotated[Date | None, Field(description="YYYY-MM-DD. Default: 30 days after txn_date.")]
@@ -178,7 +182,7 @@ async def _invoice_lines(api: qbo.QuickBooksApi, lines: list[InvoiceLine]) -> li
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(title="Create a customer", annotations=CREATES)
+    @server.tool(title="Create a customer", annotations=CREATES, meta=WRITES)
     async def create_customer(
         ctx: Context,
         display_name: Annotated[
@@ -214,7 +218,7 @@ def register(server: MCPServer) -> None:
         record = await with_company(ctx, lambda api: api.create("Customer", body, request_id=sent))
         return CustomerWrite(customer=party_summary(record), request_id=key)
 
-    @server.tool(title="Create an invoice", annotations=CREATES)
+    @server.tool(title="Create an invoice", annotations=CREATES, meta=WRITES)
     async def create_invoice(
         ctx: Context,
         customer_id: Annotated[str, Field(description="The customer's Id (find_customers).")],
@@ -254,7 +258,7 @@ def register(server: MCPServer) -> None:
         record = await with_company(ctx, create)
         return InvoiceWrite(invoice=invoice_summary(record), request_id=key)
 
-    @server.tool(title="Record a payment", annotations=CREATES)
+    @server.tool(title="Record a payment", annotations=CREATES, meta=WRITES)
     async def record_payment(
         ctx: Context,
         customer_id: Annotated[str, Field(description="The paying customer's Id.")],
@@ -344,7 +348,7 @@ def register(server: MCPServer) -> None:
             request_id=key,
         )
 
-    @server.tool(title="Create a bill", annotations=CREATES)
+    @server.tool(title="Create a bill", annotations=CREATES, meta=WRITES)
     async def create_bill(
         ctx: Context,
         vendor_id: Annotated[str, Field(description="The vendor's Id (find_vendors).")],
@@ -387,7 +391,7 @@ def register(server: MCPServer) -> None:
         record = await with_company(ctx, lambda api: api.create("Bill", body, request_id=sent))
         return BillWrite(bill=bill_summary(record), request_id=key)
 
-    @server.tool(title="Update a record", annotations=UPDATES)
+    @server.tool(title="Update a record", annotations=UPDATES, meta=WRITES)
     async def update_record(
         ctx: Context,
         entity: Annotated[RecordEntity, Field(description="The record type.")],

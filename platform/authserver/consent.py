@@ -56,15 +56,19 @@ def cimd_host(application: Application) -> str | None:
     return urlsplit(application.client_id).hostname
 
 
-def consent_remembered(*, user, application: Application, connector, redirect_uri: str) -> bool:
-    """True when ``user`` approved this client, as it is now, for this connector and redirect."""
-    return Consent.objects.filter(
+def consent_remembered(
+    *, user, application: Application, connector, redirect_uri: str, scopes
+) -> bool:
+    """True when ``user`` approved this client, as it is now, for this connector and redirect,
+    with at least ``scopes`` (a step-up to a wider scope asks again)."""
+    approved = Consent.objects.filter(
         user=user,
         application=application,
         connector=connector,
         redirect_uri=consent_redirect(redirect_uri),
         client_digest=client_digest(application),
-    ).exists()
+    ).values_list("scope", flat=True)
+    return any(set(scopes) <= set(scope.split()) for scope in approved)
 
 
 def consent_record(

@@ -6,6 +6,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
 from oauth2_provider.views import OAuthProtectedResourceMetadataView
 
+from authserver.scopes import all_scopes
+from connectors.base import get_kind
 from events.services import event_record_for_request
 from tenants.models import Connector
 
@@ -15,7 +17,8 @@ def issuer() -> str:
 
 
 def authorization_server_metadata() -> dict:
-    """The one issuer's metadata: only what clients should use (code + PKCE S256, one scope)."""
+    """The one issuer's metadata: only what clients should use (code + PKCE S256; the scopes:
+    every token's own and those installed kinds' tools may need)."""
     base = issuer()
     auth_methods = ["none", "client_secret_post", "client_secret_basic"]
     return {
@@ -30,7 +33,7 @@ def authorization_server_metadata() -> dict:
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "scopes_supported": [settings.MCP_SCOPE],
+        "scopes_supported": list(all_scopes()),
         "client_id_metadata_document_supported": True,
         "authorization_response_iss_parameter_supported": True,
         "service_documentation": f"{base}/",
@@ -75,7 +78,12 @@ class ConnectorResourceMetadataView(OAuthProtectedResourceMetadataView):
         return [issuer()]
 
     def get_scopes_supported(self):
-        return [settings.MCP_SCOPE]
+        """Every token's scope, then the ones this connector's tools may need (step-up)."""
+        try:
+            needed = list(get_kind(self.connector.kind).scopes)
+        except KeyError:  # a kind no longer installed
+            needed = []
+        return [settings.MCP_SCOPE, *needed]
 
     def get_resource_name(self):
         return f"{self.connector.display_name} ({self.connector.tenant.name})"

@@ -32,6 +32,7 @@ from authserver.consent import (
     redirect_hosts,
 )
 from authserver.resume import awaiting_keep, awaiting_take
+from authserver.scopes import all_scopes
 from authserver.validator import authenticated_client
 from config.limits import limit_hit, limit_reached
 from config.proxy import client_address
@@ -147,6 +148,7 @@ class AuthorizeView(BaseAuthorizationView):
             application=application,
             connector=connector,
             redirect_uri=credentials["redirect_uri"],
+            scopes=scopes,
         ):
             return self.complete(request, pending, connector)
 
@@ -169,7 +171,7 @@ class AuthorizeView(BaseAuthorizationView):
                 "cimd_host": cimd_host(application),
                 "connector": connector,
                 "choices": choices,
-                "scopes": scopes,
+                "scopes": [(scope, all_scopes().get(scope, scope)) for scope in scopes],
             },
         )
 

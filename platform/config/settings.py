@@ -271,7 +271,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- The authorization server (django-oauth-toolkit) -----------------------------------------
-# One scope: what a connector token allows. Clients are told to ask for exactly this.
+# The scope every connector token carries; clients are told to ask for it. A kind's tools may
+# need more (ConnectorKind.scopes): the gateway's 403 names them and the client steps up.
 MCP_SCOPE = "mcp"
 # Lifetimes: a client that refreshes late or badly stays connected. Access tokens are checked
 # against the database on every request, so a long-ish lifetime does not delay revocation.
@@ -307,6 +308,8 @@ CIMD_ALLOW_HTTP_LOOPBACK = False
 OAUTH2_PROVIDER = {
     "SCOPES": {MCP_SCOPE: "Use this connector's tools"},
     "DEFAULT_SCOPES": [MCP_SCOPE],
+    # ...and the scopes kinds' tools may need (ConnectorKind.scopes), for step-up.
+    "SCOPES_BACKEND_CLASS": "authserver.scopes.ConnectorScopes",
     "OIDC_ISS_ENDPOINT": PUBLIC_URL,
     "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_LIFETIME,
     "REFRESH_TOKEN_EXPIRE_SECONDS": REFRESH_TOKEN_LIFETIME,

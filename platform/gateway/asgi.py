@@ -36,6 +36,7 @@ from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
 from gateway.policy import POLICY_KEY, install_tool_policy
 from gateway.ratelimit import rate_limit_refusal, rate_limited_record
+from gateway.scopes import ToolScopes, missing_scopes
 from upstream.access import ConnectionHandle
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class Gateway:
             install_tool_policy(kind.server)
         self._seen = _Seen()
         self._read_only: dict[str, frozenset[str]] = {}
+        self._tool_scopes = ToolScopes()
         self._audit_due: anyio.Event | None = None
 
     @contextlib.asynccontextmanager
@@ -199,6 +201,8 @@ class Gateway:
             await _json(send, 404, {"error": "not_found", "error_description": "No such connector"})
             return
         refusal = _refusal(check, token, tenant, connector)
+        if refusal is None:
+            receive, refusal = await self._scope_refusal(check, receive, tenant, connector)
         if refusal is not None:
             status, body, extra = refusal
             await _json(send, status, body, extra)
@@ -298,6 +302,24 @@ class Gateway:
         )
         if audit_buffer.add(record) and self._audit_due is not None:
             self._audit_due.set()
+
+    async def _scope_refusal(self, check: BearerCheck, receive, tenant: str, connector: str):
+        """(receive, refusal): a tools/call of a tool whose scopes the token lacks is refused
+        with the step-up challenge (gateway.scopes); only kinds with such tools read the body."""
+        if check.connector_kind not in self.managers:
+            return receive, None
+        needs = await self._tool_scopes.of(check.connector_kind)
+        if not needs:
+            return receive, None
+        receive, missing = await missing_scopes(receive, needs, check.token_scope)
+        if not missing:
+            return receive, None
+        return receive, _insufficient_scope(
+            resource_metadata_url(tenant, connector),
+            [settings.MCP_SCOPE, *sorted(missing)],
+            "This tool needs the scope "
+            f"{' '.join(sorted(missing))}, which the token lacks: authorize again with it",
+        )
 
     async def _read_only_tools(self, kind_slug: str) -> frozenset[str]:
         """The tools a kind declares read-only (``readOnlyHint``); a tool source's tools are
@@ -491,17 +513,8 @@ def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str)
     if not check.user_active:
         return unauthorized("invalid_token", "The user of this token is deactivated")
     if scope not in (check.token_scope or "").split():
-        # Step-up (2025-11-25 and later): the client reads the scopes to ask for from here.
         description = f"The token lacks the {scope} scope: authorize again with it"
-        challenge = (
-            f'Bearer error="insufficient_scope", scope="{scope}", '
-            f'resource_metadata="{metadata}", error_description="{description}"'
-        )
-        return (
-            403,
-            {"error": "insufficient_scope", "error_description": description},
-            [("www-authenticate", challenge)],
-        )
+        return _insufficient_scope(metadata, [scope], description)
     if not check.tenant_enabled or not check.connector_enabled:
         return (
             403,
@@ -521,6 +534,20 @@ def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str)
             [],
         )
     return None
+
+
+def _insufficient_scope(metadata: str, scopes: list[str], description: str):
+    """The step-up answer (2025-11-25 and later): 403 and a challenge naming the scopes the
+    request needs; the client authorizes again with them (joined to what it asked for before)."""
+    challenge = (
+        f'Bearer error="insufficient_scope", scope="{" ".join(scopes)}", '
+        f'resource_metadata="{metadata}", error_description="{description}"'
+    )
+    return (
+        403,
+        {"error": "insufficient_scope", "error_description": description},
+        [("www-authenticate", challenge)],
+    )
 
 
 def _bearer(authorization: str) -> str | None:

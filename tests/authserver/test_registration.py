@@ -57,7 +57,8 @@ def test_discovery_documents_at_the_root_say_what_mcp_clients_check(live_url):
     assert "none" in metadata["token_endpoint_auth_methods_supported"]
     assert metadata["client_id_metadata_document_supported"] is True
     assert metadata["authorization_response_iss_parameter_supported"] is True
-    assert metadata["scopes_supported"] == ["mcp"]
+    # Every token's scope, then those installed kinds' tools may need (step-up).
+    assert metadata["scopes_supported"] == ["mcp", "quickbooks.write"]
     assert metadata["response_types_supported"] == ["code"]
 
 

@@ -4,6 +4,8 @@
 import pytest
 
 from tenants.models import Connector
+from tests.support.flow import OAuthClient
+from tests.support.oauth import Browser
 from tests.support.quickbooks import call, list_tools
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,12 +20,20 @@ WRITE_TOOLS = {
 
 
 @pytest.fixture
-def writable(qbo_connector):
+def scoped(qbo_connector, live_url):
+    """bob's connector with a token that has the write scope the write tools need (without it
+    a call is answered 403 insufficient_scope: tests/authserver/test_step_up.py)."""
+    client = OAuthClient.register(live_url)
+    resource = qbo_connector["connector"].url
+    tokens = client.tokens(Browser("bob", "bob-pass-123"), resource, scope="mcp quickbooks.write")
+    return {**qbo_connector, "token": tokens["access_token"]}
+
+
+@pytest.fixture
+def writable(scoped):
     """The same connector with writes allowed in its settings."""
-    Connector.objects.filter(pk=qbo_connector["connector"].pk).update(
-        settings={"writes_allowed": True}
-    )
-    return qbo_connector
+    Connector.objects.filter(pk=scoped["connector"].pk).update(settings={"writes_allowed": True})
+    return scoped
 
 
 def ok(result):
@@ -39,8 +49,8 @@ def customers_named(ctx, name):
     return [c for c in books(ctx).all("Customer") if c["DisplayName"] == name]
 
 
-def test_write_tools_are_hidden_and_refused_on_a_read_only_connector(qbo_connector):
-    ctx = qbo_connector
+def test_write_tools_are_hidden_and_refused_on_a_read_only_connector(scoped):
+    ctx = scoped  # even with the write scope
     assert ctx["connector"].settings == {"writes_allowed": False}
     assert not WRITE_TOOLS & set(list_tools(ctx))
     writes_before = ctx["emulator"].counters["api.write"]
@@ -327,14 +337,14 @@ def test_the_audit_log_keeps_writes_in_full_with_intuits_request_id(writable):
     )
 
 
-def test_a_write_refused_by_the_write_gate_is_audited_as_denied(qbo_connector):
+def test_a_write_refused_by_the_write_gate_is_audited_as_denied(scoped):
     import time
 
     from events.audit import audit_buffer
     from events.models import AuditRecord
 
     audit_buffer.drain()
-    assert call(qbo_connector, "create_customer", {"display_name": "Nope"})["isError"]
+    assert call(scoped, "create_customer", {"display_name": "Nope"})["isError"]
     deadline = time.monotonic() + 10
     while audit_buffer.pending() < 1:
         assert time.monotonic() < deadline

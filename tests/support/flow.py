@@ -53,13 +53,14 @@ class OAuthClient:
         method: str | None = "S256",
         redirect_uri: str | None = None,
         state: str = "st4te",
+        scope: str = "mcp",
     ) -> str:
         params = {
             "response_type": "code",
             "client_id": self.client_id,
             "redirect_uri": redirect_uri or self.redirect_uri,
             "state": state,
-            "scope": "mcp",
+            "scope": scope,
         }
         if challenge is not None:
             params["code_challenge"] = challenge
@@ -69,10 +70,12 @@ class OAuthClient:
             params["resource"] = resource
         return f"{self.base}/authorize?{urlencode(params)}"
 
-    def code_for(self, browser: Browser, resource: str | None) -> tuple[str, str]:
+    def code_for(
+        self, browser: Browser, resource: str | None, scope: str = "mcp"
+    ) -> tuple[str, str]:
         """Authorize through ``browser``; returns (code, verifier)."""
         verifier, challenge = pkce_pair()
-        query = browser.authorize(self.authorize_url(challenge, resource=resource))
+        query = browser.authorize(self.authorize_url(challenge, resource=resource, scope=scope))
         assert "code" in query, query
         return query["code"], verifier
 
@@ -97,8 +100,8 @@ class OAuthClient:
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         return httpx.post(f"{self.base}/token", data=self._auth(data), timeout=TIMEOUT)
 
-    def tokens(self, browser: Browser, resource: str | None) -> dict:
-        code, verifier = self.code_for(browser, resource)
+    def tokens(self, browser: Browser, resource: str | None, scope: str = "mcp") -> dict:
+        code, verifier = self.code_for(browser, resource, scope)
         response = self.exchange(code, verifier, resource)
         assert response.status_code == 200, response.text
         return response.json()
