@@ -15,6 +15,7 @@ usernames, addresses): they are hashed into bounded, safe keys.
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -25,6 +26,11 @@ import redis
 import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache
+
+log = logging.getLogger(__name__)
+# Redis that does not answer must not hold a request for long: the hot path's counts give up
+# after this (and let the request through, see alimits_take).
+REDIS_TIMEOUT = 1.0  # seconds
 
 # KEYS: counters; ARGV: limit, window (ms) per key. Over any limit: count nothing, answer the
 # (1-based) counter and the milliseconds until its window ends. Else count one hit on each.
@@ -104,7 +110,11 @@ _async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Scripts]
 
 def _sync_scripts(url: str) -> _Scripts:
     if url not in _sync:
-        _sync[url] = _Scripts(redis.Redis.from_url(url))
+        _sync[url] = _Scripts(
+            redis.Redis.from_url(
+                url, socket_timeout=REDIS_TIMEOUT * 2, socket_connect_timeout=REDIS_TIMEOUT * 2
+            )
+        )
     return _sync[url]
 
 
@@ -112,7 +122,11 @@ def _async_scripts(url: str) -> _Scripts:
     """One client per event loop: an asyncio connection belongs to the loop that opened it."""
     by_url = _async.setdefault(asyncio.get_running_loop(), {})
     if url not in by_url:
-        by_url[url] = _Scripts(redis.asyncio.Redis.from_url(url))
+        by_url[url] = _Scripts(
+            redis.asyncio.Redis.from_url(
+                url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            )
+        )
     return by_url[url]
 
 
@@ -167,12 +181,18 @@ def limits_take(counters: Sequence[Counter]) -> Refusal | None:
 
 
 async def alimits_take(counters: Sequence[Counter]) -> Refusal | None:
-    """``limits_take`` for the event loop (one round trip to Redis, no thread hop)."""
+    """``limits_take`` for the event loop (one round trip to Redis, no thread hop). When Redis
+    cannot count, the request goes through: an outage of the limits' store must not refuse
+    every MCP call (the sign-in and registration limiters, off the hot path, fail closed)."""
     url = _redis_url()
     if url is None:
         return _local_take(counters)  # a lock and a dict: nothing to wait for
     keys, args = _take_args(counters)
-    return _refusal(await _async_scripts(url).take(keys=keys, args=args))
+    try:
+        return _refusal(await _async_scripts(url).take(keys=keys, args=args))
+    except redis.RedisError as exc:
+        log.warning("limits not counted, Redis did not answer: %s", type(exc).__name__)
+        return None
 
 
 def limit_hit(name: str, *, limit: int, window: int) -> bool:
@@ -203,7 +223,12 @@ class RedisSlotLimiter:
         args = [secrets.token_hex(8)]
         for limit, seconds in windows:
             args += [limit, max(1, int(seconds * 1000))]
-        wait_ms = await _async_scripts(self._url).slot(keys=[_key("slots:" + key)], args=args)
+        try:
+            wait_ms = await _async_scripts(self._url).slot(keys=[_key("slots:" + key)], args=args)
+        except redis.RedisError as exc:
+            # The upstream's own 429 still protects it; a tool call should not fail for this.
+            log.warning("slot not counted, Redis did not answer: %s", type(exc).__name__)
+            return 0.0
         return 0.0 if int(wait_ms) <= 0 else int(wait_ms) / 1000
 
 

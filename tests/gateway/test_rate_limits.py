@@ -5,6 +5,7 @@ import pytest
 
 from events.models import Event
 from tests.support.flow import OAuthClient, mcp_post
+from tests.support.live import free_port
 from tests.support.oauth import Browser
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +72,17 @@ def test_without_limits_nothing_is_refused(live_url, acme):
     url = acme["connector"].url
     bob = _token(live_url, url)
     assert {mcp_post(url, bob).status_code for _ in range(30)} == {200}
+
+
+def test_calls_go_through_while_redis_cannot_count_them(live_url, acme, settings):
+    url = acme["connector"].url
+    bob = _token(live_url, url)
+    settings.GATEWAY_RATE_LIMIT_PER_MEMBER = 1
+    # Redis gone (nothing listens there): the limits cannot be counted, the calls still work.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    assert [mcp_post(url, bob).status_code for _ in range(3)] == [200, 200, 200]
