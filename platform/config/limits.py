@@ -14,6 +14,7 @@ usernames, addresses): they are hashed into bounded, safe keys.
 """
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -235,4 +236,9 @@ class RedisSlotLimiter:
 def slot_limiter() -> RedisSlotLimiter | None:
     """The slot limiter every process shares, or None without Redis (one process counts alone)."""
     url = _redis_url()
-    return None if url is None else RedisSlotLimiter(url)
+    return None if url is None else _slot_limiter(url)
+
+
+@functools.cache
+def _slot_limiter(url: str) -> RedisSlotLimiter:
+    return RedisSlotLimiter(url)
