@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpcore
@@ -723,15 +723,27 @@ _guarded: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
 )
 
 
+Transport = TypeVar("Transport", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+
+
+def guard_transport(transport: Transport) -> Transport:
+    """``transport`` connecting only where ``address_allowed`` (a new one, without a proxy)."""
+    # httpx builds the connection pool; its network backend is httpcore's hook for this.
+    pool = transport._pool
+    if isinstance(transport, httpx.AsyncHTTPTransport):
+        pool._network_backend = _GuardedBackend(pool._network_backend)
+    else:
+        pool._network_backend = _GuardedSyncBackend(pool._network_backend)
+    return transport
+
+
 def guarded_http() -> httpx.AsyncClient:
     """Like ``shared_http()``, for URLs tenants choose: connects only where
     ``address_allowed``; never follows redirects, ignores proxy environment variables."""
     loop = asyncio.get_running_loop()
     client = _guarded.get(loop)
     if client is None or client.is_closed:
-        transport = httpx.AsyncHTTPTransport(limits=HTTP_LIMITS)
-        # httpx builds the connection pool; its network backend is httpcore's hook for this.
-        transport._pool._network_backend = _GuardedBackend(transport._pool._network_backend)
+        transport = guard_transport(httpx.AsyncHTTPTransport(limits=HTTP_LIMITS))
         client = httpx.AsyncClient(
             transport=transport, timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False
         )
@@ -741,8 +753,7 @@ def guarded_http() -> httpx.AsyncClient:
 
 def guarded_sync_http(timeout: httpx.Timeout = HTTP_TIMEOUT) -> httpx.Client:
     """A new sync client with the same guard (for worker-thread code such as OAuth fetches)."""
-    transport = httpx.HTTPTransport()
-    transport._pool._network_backend = _GuardedSyncBackend(transport._pool._network_backend)
+    transport = guard_transport(httpx.HTTPTransport())
     return httpx.Client(
         transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
     )

@@ -714,7 +714,9 @@ async def _doctor_page(request, connector_id: int, *, upstream: bool):
         target = await sync_to_async(_upstream_test_url)(access.connector)
         if not target:
             raise Http404("this connector fronts no server of its own")
-    steps = await sync_to_async(run_checks, thread_sensitive=False)(target)
+    # The upstream's URL is a tenant's choice: the doctor connects there only as the connector
+    # does (public addresses, or OUTBOUND_ALLOWED_NETWORKS).
+    steps = await sync_to_async(run_checks, thread_sensitive=False)(target, guarded=upstream)
     context = {
         "connector": access.connector,
         "tenant": access.connector.tenant,

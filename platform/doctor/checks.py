@@ -93,19 +93,21 @@ def run_checks(
     http: httpx.Client | None = None,
     redirect_uris: Sequence[str] = (),
     timeout: float = 10.0,
+    guarded: bool = False,
 ) -> list[Step]:
     """Check ``url`` as Claude, Cursor, VS Code and each spec generation would; one Step each.
 
     Sends no credentials; the only state left behind is the test registrations the server
-    would not let the doctor delete (the cleanup step says which). Raises ValueError for a URL
-    or redirect URI that is not an absolute http(s) URL.
+    would not let the doctor delete (the cleanup step says which). ``guarded`` (a URL a tenant
+    chose): only public addresses or OUTBOUND_ALLOWED_NETWORKS are connected to. Raises
+    ValueError for a URL or redirect URI that is not an absolute http(s) URL.
     """
     _require_http_url(url, "the MCP URL")
     for uri in redirect_uris:
         if not urlsplit(uri).scheme or not (urlsplit(uri).netloc or urlsplit(uri).path):
             raise ValueError(f"--redirect-uri must be an absolute URI, not {uri!r}")
     own_client = http is None
-    http = http or doctor_http_client(timeout=timeout)
+    http = http or doctor_http_client(timeout=timeout, guarded=guarded)
     findings = Findings(url=url, http=http)
     steps: list[Step] = []
     try:

@@ -10,6 +10,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from connectors.base import guard_transport
+
 # Claude's backend calls with python-httpx: a CDN rule that blocks it blocks the doctor as well.
 USER_AGENT = f"python-httpx/{httpx.__version__} (mcp-connection-doctor)"
 # The MCP Inspector's origin: what a browser-based client sends in CORS requests.
@@ -20,19 +22,22 @@ OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
 MAX_DISCOVERY_REDIRECTS = 3
 
 
-def doctor_http_client(*, timeout: float = 10.0) -> httpx.Client:
+def doctor_http_client(*, timeout: float = 10.0, guarded: bool = False) -> httpx.Client:
     """The one client every doctor request goes through.
 
     Redirects are not followed (a redirect is itself a finding), cookies are refused (the doctor
     keeps no session anywhere), and connection failures are retried once (safe for any method:
-    nothing reached the server).
+    nothing reached the server). ``guarded`` (a URL a tenant chose): it connects only to public
+    addresses or OUTBOUND_ALLOWED_NETWORKS (connectors.base.guard_transport).
     """
+    transport = httpx.HTTPTransport(retries=1)
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        transport=httpx.HTTPTransport(retries=1),
+        transport=guard_transport(transport) if guarded else transport,
+        trust_env=not guarded,
     )
 
 

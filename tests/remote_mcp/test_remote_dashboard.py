@@ -50,6 +50,27 @@ def test_test_upstream_says_what_the_upstream_gets_wrong(live_url, acme, legacy)
     assert _post(admin, f"{echo_url}test-upstream").status_code == 404
 
 
+def test_test_upstream_connects_only_where_the_connector_may(live_url, acme, legacy, settings):
+    """The doctor checks a URL a tenant chose: by the time of the test, its name resolves to an
+    address that is not public (DNS rebinding): not one request reaches it."""
+    from tenants.services import connector_create
+
+    connector = connector_create(
+        tenant=acme["tenant"],
+        kind="remote_mcp",
+        slug="books",
+        settings={"upstream_url": legacy.url.replace("127.0.0.1", "localhost")},
+    )
+    settings.OUTBOUND_ALLOWED_NETWORKS = ()
+    page_url = f"{live_url}/dashboard/connectors/{connector.pk}/"
+    admin = Browser("alice", "alice-pass-123")
+    admin.sign_in(live_url)
+    result = _post(admin, f"{page_url}test-upstream")
+    assert result.status_code == 200, result.text[:500]
+    assert "is not a public address" in result.text
+    assert legacy.mcp_requests == [] and legacy.token_requests == []
+
+
 def test_members_cannot_test_the_upstream(live_url, acme, legacy):
     from tenants.services import connector_create
 
