@@ -450,6 +450,14 @@ AUDIT_BUFFER_MAX = envint("AUDIT_BUFFER_MAX", 100_000)  # kept while the databas
 AUDIT_WEBHOOK_URL = env("AUDIT_WEBHOOK_URL", "") or ""
 AUDIT_WEBHOOK_SECRET = env("AUDIT_WEBHOOK_SECRET", "") or ""
 AUDIT_WEBHOOK_TIMEOUT = float(env("AUDIT_WEBHOOK_TIMEOUT", "5") or 5)
+# Stream written audit records to an OpenTelemetry collector's logs (OTLP/HTTP).
+AUDIT_OTLP_LOGS = envbool("AUDIT_OTLP_LOGS", False)
+if AUDIT_OTLP_LOGS and not (
+    env("OTEL_EXPORTER_OTLP_ENDPOINT") or env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+):
+    raise ImproperlyConfigured(
+        "AUDIT_OTLP_LOGS needs OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)"
+    )
 if AUDIT_WEBHOOK_URL and not AUDIT_WEBHOOK_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("AUDIT_WEBHOOK_URL must be an http(s) URL")
 if AUDIT_BATCH_SIZE < 1 or AUDIT_FLUSH_SECONDS <= 0:

@@ -177,6 +177,62 @@ async def audit_webhook_send(records: list[AuditRecord], http: httpx.AsyncClient
     return True
 
 
+_otel_logger = None
+_otel_lock = threading.Lock()
+
+
+def audit_otel_logger():
+    """The OpenTelemetry logger audit records stream to when ``AUDIT_OTLP_LOGS`` is on (built
+    once per process, exporting over OTLP/HTTP to ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``), else None."""
+    global _otel_logger
+    if not settings.AUDIT_OTLP_LOGS:
+        return None
+    with _otel_lock:
+        if _otel_logger is None:
+            import os
+
+            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+            from opentelemetry.sdk._logs import LoggerProvider
+            from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+            from opentelemetry.sdk.resources import Resource
+
+            named = (
+                {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "mcp-platform-web"}
+            )
+            provider = LoggerProvider(resource=Resource.create(named))
+            provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+            _otel_logger = provider.get_logger("mcp.audit")
+        return _otel_logger
+
+
+def audit_otel_emit(records: list[AuditRecord], logger) -> None:
+    """Hand ``records`` to the OpenTelemetry log pipeline, one log record each (event
+    ``mcp.tool_call``; the body has the fields of the JSON lines export). It queues them: the
+    exporter sends in the background, and a collector that is down costs only a log line."""
+    from opentelemetry._logs import SeverityNumber
+
+    for record in records:
+        data = audit_record_data(record)
+        failed = record.outcome != AuditRecord.Outcome.OK
+        logger.emit(
+            timestamp=int(record.created.timestamp() * 1e9),
+            severity_number=SeverityNumber.WARN if failed else SeverityNumber.INFO,
+            severity_text="WARN" if failed else "INFO",
+            event_name="mcp.tool_call",
+            body={k: v for k, v in data.items() if v is not None and k != "arguments"}
+            | {"arguments": json.dumps(data["arguments"], sort_keys=True)},
+            attributes={
+                "mcp.tenant_id": record.tenant_id,
+                "mcp.connector_id": record.connector_id,
+                "mcp.tool": record.tool,
+                "mcp.outcome": record.outcome,
+                "mcp.member": record.username,
+                "mcp.client_id": record.client_id,
+            },
+        )
+
+
 EXPORT_FIELDS = (
     "id",
     "time",

@@ -29,7 +29,13 @@ from connectors.base import (
     get_kind,
     shared_http,
 )
-from events.audit import audit_arguments, audit_buffer, audit_webhook_send
+from events.audit import (
+    audit_arguments,
+    audit_buffer,
+    audit_otel_emit,
+    audit_otel_logger,
+    audit_webhook_send,
+)
 from events.metrics import metrics_tool_call
 from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
@@ -130,6 +136,8 @@ class Gateway:
         written = await _audit_flush()
         if written and settings.AUDIT_WEBHOOK_URL:
             await audit_webhook_send(written, shared_http())
+        if written and (logger := audit_otel_logger()):
+            audit_otel_emit(written, logger)
 
     @staticmethod
     def matches(path: str) -> bool:

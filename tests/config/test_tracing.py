@@ -2,16 +2,12 @@
 holds the upstream HTTP call; a Celery worker's task span continues the trace that sent it,
 exported over OTLP to a collector."""
 
-import gzip
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from opentelemetry import trace
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -22,6 +18,7 @@ from tenants.services import connector_create
 from tests.support.flow import OAuthClient
 from tests.support.live import LiveServer
 from tests.support.oauth import Browser
+from tests.support.otlp import otlp_collector
 from tests.support.workers import celery_workers
 from upstream import tasks
 
@@ -130,51 +127,19 @@ def test_query_strings_stay_out_of_server_spans(live_url, spans, traced_platform
     assert "/healthz" in text
 
 
-class _Collector(BaseHTTPRequestHandler):
-    """An OTLP/HTTP trace receiver: keeps every span it is sent."""
-
-    received: list = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        for resource_spans in request.resource_spans:
-            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}.get(
-                "service.name"
-            )
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    self.received.append((service, span))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_worker_exports_its_task_span_as_a_child_of_the_sender(acme, spans):
     provider, exporter = spans
-    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    _Collector.received = []
-    threading.Thread(target=collector.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{collector.server_port}"
-    try:
+    with otlp_collector() as (endpoint, received):
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
         with celery_workers(1, env):
             with trace.get_tracer("test", tracer_provider=provider).start_as_current_span("send"):
                 tasks.upstream_sweep.delay()
             (publish,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.PRODUCER]
             deadline = time.monotonic() + 60
-            while not any(s.name.startswith("run/") for _, s in _Collector.received):
+            while not any(s.name.startswith("run/") for _, s in received.spans):
                 assert time.monotonic() < deadline, "the worker exported no task span"
                 time.sleep(0.1)
-    finally:
-        collector.shutdown()
-    (service, run), *_ = [(n, s) for n, s in _Collector.received if s.name.startswith("run/")]
+    (service, run), *_ = [(n, s) for n, s in received.spans if s.name.startswith("run/")]
     assert run.name == "run/upstream.tasks.upstream_sweep"
     assert service == "mcp-platform-worker"
     assert run.trace_id == publish.context.trace_id.to_bytes(16, "big")
