@@ -121,6 +121,10 @@ def test_query_strings_stay_out_of_server_spans(live_url, spans, traced_platform
     _, exporter = spans
     exporter.clear()
     requests.get(f"{traced_platform}/healthz?code=secret-code&state=s", timeout=30)
+    deadline = time.monotonic() + 10  # the span ends just after the answer went out
+    while not any(s.kind == SpanKind.SERVER for s in exporter.get_finished_spans()):
+        assert time.monotonic() < deadline, "no server span was exported"
+        time.sleep(0.05)
     (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
     text = repr(dict(server.attributes))
     assert "secret-code" not in text
