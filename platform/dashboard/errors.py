@@ -1,8 +1,11 @@
-"""The platform's own error pages (403, 404, 405, 500, CSRF failure): styled HTML for people,
-DRF-shaped JSON (``{"detail": ...}``) under /api/; and stale forms that survive a lost session:
-a POST refused because the session ended or its CSRF token went stale is kept (in the session,
-once) and offered back on /accounts/resubmit/ after sign-in, so the edit is not lost."""
+"""The platform's own error pages (403, 404, 405, 500, 503, CSRF failure): styled HTML for
+people, DRF-shaped JSON (``{"detail": ...}``) under /api/, and OAuth's ``temporarily_unavailable``
+at the OAuth endpoints while a backing service is down (config.faults, a 503 with Retry-After).
+And stale forms that survive a lost session: a POST refused because the session ended or its
+CSRF token went stale is kept (in the session, once) and offered back on /accounts/resubmit/
+after sign-in, so the edit is not lost."""
 
+import sys
 from urllib.parse import quote
 
 from django.conf import settings
@@ -10,6 +13,9 @@ from django.http import JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
+
+from authserver.middleware import CORS_PATHS as OAUTH_JSON_PATHS
+from config.faults import RETRY_AFTER, unavailable
 
 _STASH = "stale_form"
 _STASH_LIMIT = 64 * 1024  # characters of form data kept; larger forms are not kept
@@ -28,6 +34,11 @@ _PAGES = {
         "Something went wrong on our side",
         "The error is in the server's log, with this request's id. Try again in a moment.",
     ),
+    503: (
+        "Temporarily unavailable",
+        "A service the platform needs is not answering (it may be restarting). Nothing was "
+        "changed: try again in a moment.",
+    ),
 }
 
 
@@ -42,12 +53,10 @@ def error_response(request, status: int, detail: str | None = None):
     back = request.META.get("HTTP_REFERER", "")
     if not back.startswith(settings.PUBLIC_URL + "/"):
         back = ""
-    return render(
-        request,
-        "errors/error.html",
-        {"status": status, "title": title, "message": message, "back": back},
-        status=status,
-    )
+    context = {"status": status, "title": title, "message": message, "back": back}
+    if status == 503:
+        context["user"] = None  # who is signed in is in the database: do not ask it again
+    return render(request, "errors/error.html", context, status=status)
 
 
 def bad_request(request, exception=None):
@@ -70,7 +79,23 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
-    return error_response(request, 500, "Server error.")
+    """handler500, called while Django handles the exception: an outage of the database, the
+    broker or the cache is a 503 (with Retry-After), a bug a 500."""
+    if unavailable(sys.exc_info()[1]) is None:
+        return error_response(request, 500, "Server error.")
+    if request.path.startswith(OAUTH_JSON_PATHS):
+        response = JsonResponse(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": "The server is temporarily unavailable: try again shortly",
+            },
+            status=503,
+        )
+        response["Cache-Control"] = "no-store"
+    else:
+        response = error_response(request, 503, "Temporarily unavailable: try again shortly.")
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _form_data(request) -> list[tuple[str, str]] | None:

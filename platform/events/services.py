@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 
 from config.db import db_sync_to_async
+from config.faults import unavailable
 from config.limits import limit_hit
 from config.proxy import client_address
 from events.models import Event
@@ -134,10 +135,21 @@ class CallCounter:
         if rows:
             try:
                 Event.objects.bulk_create(rows)
-            except Exception:
-                log.exception("could not write call counts")
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    log.exception("could not write call counts")
+                    return 0
+                # The database is down: the counts wait in memory for the next flush.
+                log.warning("could not write call counts; keeping them for the next flush")
+                self._restore(counts)
                 return 0
         return len(rows)
+
+    def _restore(self, counts: dict[tuple[int, int, str], dict[str, int]]) -> None:
+        with self._lock:
+            for key, by_name in counts.items():
+                for name, count in by_name.items():
+                    self._counts[key][name] += count
 
 
 call_counter = CallCounter()

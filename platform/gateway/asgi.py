@@ -40,6 +40,7 @@ from events.metrics import metrics_tool_call
 from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
+from gateway.faults import serve_within_boundary
 from gateway.policy import POLICY_KEY, install_tool_policy
 from gateway.ratelimit import rate_limit_refusal, rate_limited_record
 from gateway.scopes import ToolScopes, missing_scopes
@@ -158,7 +159,7 @@ class Gateway:
             await send(message)
 
         try:
-            await self._serve(scope, receive, send_with_id, headers)
+            await serve_within_boundary(self._serve, scope, receive, send_with_id, headers)
         finally:
             request_id_var.reset(token)
 

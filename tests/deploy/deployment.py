@@ -4,7 +4,7 @@ Each service's command is taken from docker-compose.yml and run with the image's
 (Dockerfile ENV), a .env, and the service's own ``environment``. The only changes: ``python``,
 ``uvicorn`` and ``celery`` are this virtualenv's (the image puts /app/.venv/bin first on PATH),
 web listens on a given loopback port instead of 0.0.0.0:8000, and paths under the image's
-/app/var are under a temporary folder.
+/app/var and the services' tmpfs mounts are under a temporary folder.
 """
 
 import os
@@ -46,6 +46,32 @@ needs_redis = pytest.mark.skipif(
 
 VENV_BIN = Path(sys.executable).parent
 IMAGE_VAR_DIR = "/app/var"
+
+
+# The operator's CLI makes the tenant, member (bob, password pw-12345) and echo connector; bob's
+# client gets a token as the token endpoint would store it (the OAuth flow itself is tested
+# elsewhere). Run it with `manage.py shell -c TOKEN_SETUP % token`: it prints the MCP URL.
+TOKEN_SETUP = """
+from datetime import timedelta
+from django.core.management import call_command
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application
+from authserver.models import TokenAudience
+from tenants.models import Connector
+call_command("tenant", "create", "acme", "--name", "Acme")
+call_command("tenant", "add-member", "acme", "bob", "--password", "pw-12345")
+call_command("connector", "create", "acme", "echo")
+connector = Connector.objects.get(tenant__slug="acme", slug="echo")
+app = Application.objects.create(
+    name="load", client_type="public", authorization_grant_type="authorization-code",
+    redirect_uris="https://claude.ai/api/mcp/auth_callback",
+)
+access = AccessToken.objects.create(
+    user=connector.tenant.memberships.get().user, application=app, token="%s", scope="mcp",
+    expires=timezone.now() + timedelta(hours=1), resource=[connector.url],
+)
+TokenAudience.objects.create(connector=connector, access_token=access)
+"""
 
 
 @contextmanager
@@ -91,8 +117,14 @@ class Deployment:
         self.services = interpolate(compose()["services"], dotenv)
         self.dotenv = dotenv
         self.processes: dict[str, subprocess.Popen] = {}
-        # Docker mounts each service's volumes: here, folders.
+        # Docker mounts each service's tmpfs (web's Prometheus folder) and volumes: here,
+        # folders under tmp_path (the image's /app/var too).
+        self.mounts = {IMAGE_VAR_DIR: str(self.var_dir)}
         for service in APP_SERVICES:
+            for mount in self.services[service].get("tmpfs", []):
+                path = mount.split(":")[0]
+                self.mounts[path] = str(tmp_path / "tmpfs" / path.strip("/"))
+                Path(self.mounts[path]).mkdir(parents=True, exist_ok=True)
             for volume in self.services[service].get("volumes", []):
                 Path(self.local(volume.split(":")[1])).mkdir(parents=True, exist_ok=True)
 
@@ -118,7 +150,9 @@ class Deployment:
         return env
 
     def local(self, text: str) -> str:
-        return text.replace(IMAGE_VAR_DIR, str(self.var_dir))
+        for image_path, local_path in self.mounts.items():
+            text = text.replace(image_path, local_path)
+        return text
 
     def argv(self, service: str, command: list[str] | None = None) -> list[str]:
         argv = [self.local(arg) for arg in (command or service_command(self.services[service]))]

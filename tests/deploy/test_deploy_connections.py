@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from tests.deploy.deployment import (
     REDIS_URL,
+    TOKEN_SETUP,
     Deployment,
     needs_postgres,
     needs_redis,
@@ -35,29 +36,6 @@ WORKERS = 2
 POOL = 3
 REQUESTS = 1000  # per round; two rounds
 CONCURRENCY = 32
-# The operator's CLI makes the tenant, member and connector; bob's client gets a token as the
-# token endpoint would store it (the OAuth flow itself is tested elsewhere).
-SETUP = """
-from datetime import timedelta
-from django.core.management import call_command
-from django.utils import timezone
-from oauth2_provider.models import AccessToken, Application
-from authserver.models import TokenAudience
-from tenants.models import Connector
-call_command("tenant", "create", "acme", "--name", "Acme")
-call_command("tenant", "add-member", "acme", "bob", "--password", "pw-12345")
-call_command("connector", "create", "acme", "echo")
-connector = Connector.objects.get(tenant__slug="acme", slug="echo")
-app = Application.objects.create(
-    name="load", client_type="public", authorization_grant_type="authorization-code",
-    redirect_uris="https://claude.ai/api/mcp/auth_callback",
-)
-access = AccessToken.objects.create(
-    user=connector.tenant.memberships.get().user, application=app, token="%s", scope="mcp",
-    expires=timezone.now() + timedelta(hours=1), resource=[connector.url],
-)
-TokenAudience.objects.create(connector=connector, access_token=access)
-"""
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami"}}
 
 
@@ -133,7 +111,7 @@ def test_server_connections_stay_bounded_under_load(tmp_path, compose_database):
     deployment = Deployment(tmp_path, dotenv, port)
     deployment.run("migrate")
     token = secrets.token_urlsafe(32)
-    created = deployment.run("web", ["python", "manage.py", "shell", "-c", SETUP % token])
+    created = deployment.run("web", ["python", "manage.py", "shell", "-c", TOKEN_SETUP % token])
     mcp_url = created.strip().splitlines()[-1]
     metadata_url = f"{base}/.well-known/oauth-protected-resource/t/acme/echo/mcp"
 
