@@ -40,6 +40,7 @@ from events.metrics import metrics_tool_call
 from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
 from gateway.bearer import BearerCheck, bearer_check
+from gateway.body import read_body
 from gateway.faults import serve_within_boundary
 from gateway.policy import POLICY_KEY, install_tool_policy
 from gateway.ratelimit import rate_limit_refusal, rate_limited_record
@@ -260,7 +261,7 @@ class Gateway:
         else:
             # A handshake-era request that asks for progress gets an event stream, where the
             # progress (and the tool's log messages) can ride before the answer.
-            receive, body = await _read_body(receive)
+            receive, body = await read_body(receive)
             if b'"progressToken"' in body:
                 manager = self.streaming_managers[check.connector_kind]
         observed = _Observed(receive, send)
@@ -474,24 +475,6 @@ class _Observed:
         if not self.failed and self.status < 400:
             return ""
         return bytes(self.response[:500]).decode("utf-8", "replace")
-
-
-async def _read_body(receive):
-    """The request's body, and a ``receive`` that hands it on as it came."""
-    messages, body = [], bytearray()
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        body.extend(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-
-    async def replay():
-        return messages.pop(0) if messages else await receive()
-
-    return replay, bytes(body)
 
 
 def _refusal(check: BearerCheck, token: str | None, tenant: str, connector: str):

@@ -14,12 +14,9 @@ scopes it needs in its ``_meta.securitySchemes``, so a client can discover it an
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from connectors.base import declared_tools, scopes_needed
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+from gateway.body import Receive, read_body
 
 
 class ToolScopes:
@@ -42,19 +39,7 @@ async def missing_scopes(
     """Read the request body; return a receive that replays it, and the scopes the calls in it
     need that ``token_scope`` lacks (none when the body is not a tools/call of such a tool:
     anything malformed is left for the SDK to answer)."""
-    messages, body = [], b""
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-
-    async def replay() -> dict[str, Any]:
-        return messages.pop(0) if messages else await receive()
-
+    replay, body = await read_body(receive)
     try:
         payload = json.loads(body)
     except ValueError:
