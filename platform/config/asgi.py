@@ -9,7 +9,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
-from config.metrics import metrics_asgi  # noqa: E402  (needs Django set up first)
+# The platform's Celery app, as the current one: tasks this process sends (a reconnect notice
+# after an inline refresh found the grant dead) go to the configured broker.
+from config.celery import app as celery_app  # noqa: E402, F401  (needs Django set up first)
+from config.metrics import metrics_asgi  # noqa: E402
 from config.proxy import TrustedProxyHeaders  # noqa: E402
 from gateway.asgi import Gateway  # noqa: E402
 
