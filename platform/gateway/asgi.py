@@ -318,7 +318,7 @@ class Gateway:
         with the step-up challenge (gateway.scopes); only kinds with such tools read the body."""
         if check.connector_kind not in self.managers:
             return receive, None
-        needs = await self._tool_scopes.of(check.connector_kind)
+        needs = await self._tool_scopes.callable_by(check)
         if not needs:
             return receive, None
         receive, missing = await missing_scopes(receive, needs, check.token_scope)

@@ -7,6 +7,10 @@ scopes the call needs so the client re-authorizes with them (step-up) and retrie
 has to be an HTTP status, so the check reads the request body before the SDK does, and only
 for kinds that have such tools: every other request is passed through untouched.
 
+A tool the caller may not call anyway (the connector's tool policy, or the write gate of a
+read-only connector) is not challenged: it refuses itself, and nobody is asked to consent to a
+scope that would not help.
+
 tools/list is not filtered by scope: a tool the token cannot call yet is listed, with the
 scopes it needs in its ``_meta.securitySchemes``, so a client can discover it and step up.
 """
@@ -15,22 +19,43 @@ from __future__ import annotations
 
 import json
 
-from connectors.base import declared_tools, scopes_needed
+from connectors.base import WRITES_SETTING, declared_tools, get_kind, scopes_needed
+from connectors.write_gate import WriteGatedServer
+from gateway.bearer import BearerCheck
 from gateway.body import Receive, read_body
+from tenants.policy import tool_refusal
 
 
 class ToolScopes:
     """The scopes each kind's tools need, read once from the kind's declared tools."""
 
     def __init__(self) -> None:
-        self._needs: dict[str, dict[str, frozenset[str]]] = {}
+        # kind -> tool name -> (the scopes it needs, whether the write gate may hide it)
+        self._needs: dict[str, dict[str, tuple[frozenset[str], bool]]] = {}
 
-    async def of(self, kind_slug: str) -> dict[str, frozenset[str]]:
-        """Tool name -> the scopes its calls need, for the tools that need any."""
+    async def _of(self, kind_slug: str) -> dict[str, tuple[frozenset[str], bool]]:
         if kind_slug not in self._needs:
-            needs = {t.name: scopes_needed(t.meta) for t in await declared_tools(kind_slug)}
-            self._needs[kind_slug] = {name: needed for name, needed in needs.items() if needed}
+            gated = isinstance(get_kind(kind_slug).server, WriteGatedServer)
+            self._needs[kind_slug] = {
+                t.name: (
+                    scopes_needed(t.meta),
+                    gated and not (t.annotations and t.annotations.read_only_hint),
+                )
+                for t in await declared_tools(kind_slug)
+                if scopes_needed(t.meta)
+            }
         return self._needs[kind_slug]
+
+    async def callable_by(self, check: BearerCheck) -> dict[str, frozenset[str]]:
+        """Tool name -> the scopes its calls need, for the tools that need any and that the
+        caller of ``check`` may otherwise call here."""
+        writes = (check.connector_settings or {}).get(WRITES_SETTING) is True
+        return {
+            name: needed
+            for name, (needed, gated) in (await self._of(check.connector_kind)).items()
+            if (writes or not gated)
+            and tool_refusal(check.tool_policy, role=check.member_role, tool=name) is None
+        }
 
 
 async def missing_scopes(

@@ -126,3 +126,15 @@ def test_the_sdk_client_steps_up_and_the_write_succeeds(writable):
     assert set(stored_access_token(storage.tokens.access_token).scope.split()) == {"mcp", WRITE}
     consents = [p for p in browser.pages if 'name="pending"' in p.text]
     assert len(consents) == 2 and WRITE in consents[-1].text
+
+
+def test_a_tool_the_policy_refuses_is_refused_without_a_challenge(writable):
+    from tenants.services import connector_update
+
+    connector_update(connector=writable["connector"], tool_policy={"admins_only": ["create_bill"]})
+    url, token = writable["connector"].url, writable["token"]
+    refused = _call(url, token, "create_bill", {"vendor_id": "1", "lines": []})
+    assert refused.status_code == 200, refused.text  # no consent asked for a useless scope
+    result = refused.json()["result"]
+    assert result["isError"] and "admins" in result["content"][0]["text"]
+    assert _call(url, token, "create_customer", {"display_name": "X"}).status_code == 403

@@ -49,8 +49,10 @@ def customers_named(ctx, name):
     return [c for c in books(ctx).all("Customer") if c["DisplayName"] == name]
 
 
-def test_write_tools_are_hidden_and_refused_on_a_read_only_connector(scoped):
-    ctx = scoped  # even with the write scope
+@pytest.mark.parametrize("token", ["mcp", "mcp quickbooks.write"])
+def test_write_tools_are_hidden_and_refused_on_a_read_only_connector(qbo_connector, scoped, token):
+    # Without the write scope too: the gate refuses, nobody is asked to step up for nothing.
+    ctx = scoped if "quickbooks.write" in token else qbo_connector
     assert ctx["connector"].settings == {"writes_allowed": False}
     assert not WRITE_TOOLS & set(list_tools(ctx))
     writes_before = ctx["emulator"].counters["api.write"]
