@@ -1,25 +1,30 @@
-"""Benchmark: tools/call per second through the platform's gateway vs a bare mcp SDK server.
+"""Benchmark: tools/call and tools/list through the platform's gateway vs a bare mcp SDK server.
 
-Both serve the same `echo` tool, stateless with JSON responses, from one uvicorn process with
-the same options (asyncio loop, h11, no access log), pinned to one core (`taskset -c 0`).
-The load generator is wrk (Debian's `wrk`, one thread, a small Lua script for the POST body
-and headers) pinned to the other core, so it never takes the server's CPU; its own CPU use is
-printed, and the server's core should be near 100% busy: then the server is the bottleneck,
-not the generator. Every response is checked (HTTP 200 and `"isError":false`).
-The bare server runs twice: with the SDK's default log level (INFO: its stateless transport
-then logs every request through Rich) and with WARNING, which is what the gateway runs with.
+Both serve the same `echo` tool, stateless with JSON responses, from one uvicorn process each
+with the same options, pinned to one core (`taskset -c 0`); all servers are up at once and
+the rows alternate (bare, gateway on SQLite, gateway on PostgreSQL, then the next connection
+count), so each ratio compares rows measured seconds apart under the same machine load. The
+load generator is wrk (Debian's `wrk`, one thread, a small Lua script for the POST body and
+headers) pinned to the other core, so it never takes the servers' CPU; every response is
+checked (HTTP 200 and the method's answer).
 
-    uv run python bench/gateway_calls.py --seconds 20 --connections 1 4 16 64
+    uv run python bench/gateway_calls.py --seconds 10 --connections 1 16 64 \
+        --database-url postgres://postgres@127.0.0.1:5432/bench
 
-"per core" is calls per CPU-second of the server process (and, with PostgreSQL, of the
-database's processes too), which is what one more core buys.
+"per core" is calls per CPU-second of the server process (with PostgreSQL, plus the CPU of
+every PostgreSQL process: the machine's other PostgreSQL users land there too); "x bare" is
+that divided by the bare server's figure in the row before it. The uvicorn options are the
+image's (`--uvicorn`: `auto` picks uvloop and httptools when installed, as the Dockerfile
+does; `asyncio` forces the pure-Python loop and h11). The load average printed with each row
+is the machine's 1-minute figure: other engineers' test runs share these 2 cores, so figures
+move by +-10-20 % between runs; the ratios, measured side by side, move less.
 
 The gateway run includes what a real request costs here: the bearer check (one query: token,
-connector, membership), the audience and membership checks, CORS, request ids and call
-counting. It uses the embedded default (SQLite, in the server's process, so on its core)
-unless --database-url is given (e.g. the `bench` PostgreSQL database: then PostgreSQL runs on
-any core and its CPU is added to the server's for "per core").
+audience, connector, membership), the refusal checks, CORS, request ids, audit records and
+call counting, with a member's real OAuth token.
 """
+
+from __future__ import annotations
 
 import argparse
 import os
@@ -29,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,7 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procstat  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'  # noqa: E501
+METHODS = {
+    # method: (request body, a string every good answer contains)
+    "tools/call": (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        '"params":{"name":"echo","arguments":{"text":"hi"}}}',
+        '"isError":false',
+    ),
+    "tools/list": ('{"jsonrpc":"2.0","id":1,"method":"tools/list"}', '"name":"echo"'),
+}
 HEADERS = {
     "Content-Type": "application/json",
     "Accept": "application/json, text/event-stream",
@@ -65,23 +80,17 @@ local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
 bad = 0
 function response(status, headers, body)
-  if status ~= 200 or not string.find(body, '"isError":false', 1, true) then bad = bad + 1 end
+  if status ~= 200 or not string.find(body, [[%(good)s]], 1, true) then bad = bad + 1 end
 end
 function done(summary, latency, requests)
   io.write(string.format("bad=%%d\\n", bad))
 end
 """
-UVICORN_OPTIONS = [
-    "--host",
-    "127.0.0.1",
-    "--loop",
-    "asyncio",
-    "--http",
-    "h11",
-    "--no-access-log",
-    "--log-level",
-    "warning",
-]
+
+
+def uvicorn_options(kind: str) -> list[str]:
+    loop = ["--loop", "asyncio", "--http", "h11"] if kind == "asyncio" else []
+    return ["--host", "127.0.0.1", *loop, "--no-access-log", "--log-level", "warning"]
 
 
 def free_port() -> int:
@@ -109,25 +118,19 @@ def wait_up(url: str, process: subprocess.Popen) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def check_one(url: str, token: str | None) -> None:
+def check_one(url: str, token: str | None, method: str) -> None:
     headers = dict(HEADERS)
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    response = httpx.post(url, content=BODY, headers=headers, timeout=10)
-    if response.status_code != 200 or response.json()["result"]["isError"] is not False:
+    body, good = METHODS[method]
+    response = httpx.post(url, content=body, headers=headers, timeout=30)
+    if response.status_code != 200 or good not in response.text:
         raise SystemExit(f"{url}: unexpected answer {response.status_code} {response.text[:300]}")
 
 
-def wrk(
-    url: str,
-    token: str | None,
-    seconds: float,
-    connections: int,
-    script: Path,
-    server_pids: set[int],
-    db: bool,
-) -> dict:
-    env = {**os.environ, "BENCH_TOKEN": token or ""}
+def wrk(server: Server, seconds: float, connections: int, script: Path) -> dict:
+    env = {**os.environ, "BENCH_TOKEN": server.token or ""}
+    url = server.url
     command = pinned(
         1,
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
@@ -142,11 +145,11 @@ def wrk(
         raise SystemExit(f"wrk failed:\n{out}")
     wrk_pids = procstat.descendants(after, process.pid) | {process.pid}
     groups = {
-        "server": procstat.by_pids(server_pids),
+        "server": procstat.by_pids({server.process.pid}),
         "wrk": lambda p: p.pid in wrk_pids or p.comm == "wrk",
         "bench": procstat.by_pids({os.getpid()}),
     }
-    if db:
+    if server.db:
         groups["db"] = procstat.by_comm("postgres")
     cpu = procstat.cpu_by_group(before, after, groups)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
@@ -167,138 +170,57 @@ def wrk(
         "db_busy": 100 * cpu.get("db", 0.0) / elapsed,
         "wrk_busy": 100 * cpu["wrk"] / elapsed,
         "other": 100 * cpu["other"] / elapsed,
+        "load": os.getloadavg()[0],
     }
 
 
-def measure(
-    name: str, url: str, token: str | None, server: subprocess.Popen, args, script: Path, db: bool
-) -> None:
-    check_one(url, token)
-    server_pids = {server.pid}
-    wrk(url, token, 3, max(args.connections), script, server_pids, db)  # warm up
-    for connections in args.connections:
-        r = wrk(url, token, args.seconds, connections, script, server_pids, db)
-        print(
-            f"| {name} | {connections} | {r['rate']:.0f} | {r['per_core']:.0f} "
-            f"| {r['p50']} | {r['p99']} | {r['server_busy']:.0f} | {r['db_busy']:.0f} "
-            f"| {r['wrk_busy']:.0f} | {r['other']:.0f} | {r['bad']} {r['socket_errors']} |",
-            flush=True,
-        )
+@dataclass
+class Server:
+    name: str
+    url: str
+    token: str | None
+    process: subprocess.Popen
+    db: bool
+    cleanup: Callable[[], None] | None = None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--connections", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument(
-        "--database-url",
-        default="",
-        help="the gateway's database (default: SQLite in a temporary folder)",
+def bare(workdir: Path, python: str, args) -> Server:
+    (workdir / "bare_echo.py").write_text(BARE_APP % {"log_level": "WARNING"})
+    port = free_port()
+    command = [python, "-m", "uvicorn", "bare_echo:app", "--port", str(port)]
+    process = subprocess.Popen(
+        pinned(0, [*command, *uvicorn_options(args.uvicorn)]),
+        cwd=workdir,
+        stderr=subprocess.DEVNULL,
     )
-    parser.add_argument("--only", choices=["bare", "gateway"], default=None)
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("needs wrk: apt-get install -y wrk")
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    python = sys.executable
-    script = workdir / "tools_call.lua"
-    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())
-    script.write_text(WRK_SCRIPT % {"body": BODY, "headers": headers})
-
-    print(
-        f"{os.cpu_count()} cores; server pinned to core 0, wrk (1 thread) to core 1; "
-        f"{args.seconds:g} s per row; gateway database: "
-        f"{'PostgreSQL' if args.database_url else 'SQLite'}"
-    )
-    print(
-        "| server | connections | tools/call per s | per core (calls per CPU-s) | p50 | p99 "
-        "| CPU, % of one core: server | DB | wrk | other load | bad answers, socket errors |"
-    )
-    print(
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True
-    )
-
-    if args.only in (None, "bare"):
-        # The SDK's default log level is INFO, and its stateless transport logs every request
-        # through a Rich handler: measured both ways; WARNING is what the gateway runs with.
-        for log_level in ("INFO", "WARNING"):
-            (workdir / "bare_echo.py").write_text(BARE_APP % {"log_level": log_level})
-            port = free_port()
-            command = [python, "-m", "uvicorn", "bare_echo:app", "--port", str(port)]
-            bare = subprocess.Popen(
-                pinned(0, [*command, *UVICORN_OPTIONS]), cwd=workdir, stderr=subprocess.DEVNULL
-            )
-            try:
-                url = f"http://127.0.0.1:{port}/mcp"
-                wait_up(url, bare)
-                name = f"bare mcp SDK, log_level={log_level}"
-                measure(name, url, None, bare, args, script, db=False)
-            finally:
-                bare.terminate()
-                bare.wait()
-
-    if args.only in (None, "gateway"):
-        gateway(args, workdir, python, script)
+    url = f"http://127.0.0.1:{port}/mcp"
+    wait_up(url, process)
+    return Server("bare mcp SDK", url, None, process, db=False)
 
 
-def gateway(args, workdir: Path, python: str, script: Path, name: str = "platform gateway") -> None:
+def gateway(workdir: Path, python: str, args, database_url: str) -> Server:
     """The platform, with a member's real token for the echo connector."""
     port = free_port()
     slug = f"gw{os.getpid()}"
     env = {
         **os.environ,
-        "VAR_DIR": str(workdir),
+        "VAR_DIR": str(workdir / f"var-{port}"),
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "EXTRA_CONNECTOR_KINDS": "tests.support.kinds.echo_kind",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
     }
-    env.pop("REDIS_URL", None)
-    env.pop("CACHE_REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    if args.database_url:
-        env["DATABASE_URL"] = args.database_url
+    for name in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL"):
+        env.pop(name, None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     manage = [python, str(ROOT / "manage.py")]
 
     def run(*command: str) -> None:
         subprocess.run([*manage, *command], env=env, check=True, cwd=ROOT, capture_output=True)
 
-    run("migrate", "-v0")
-    run("tenant", "create", slug)
-    run("tenant", "add-member", slug, slug, "--password", "pw-bench-1")
-    run("connector", "create", slug, "echo", "--slug", "echo")
-    web = subprocess.Popen(
-        pinned(
-            0,
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--port",
-                str(port),
-                "--proxy-headers",
-                *UVICORN_OPTIONS,
-            ],
-        ),
-        env=env,
-        cwd=ROOT,
-        stderr=(workdir / "gateway.log").open("w"),  # ends with wrk's cut-off requests
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/t/{slug}/echo/mcp"
-        wait_up(url, web)
-        sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
-        from tests.support.flow import OAuthClient
-        from tests.support.oauth import Browser
-
-        client = OAuthClient.register(f"http://127.0.0.1:{port}")
-        token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
-        measure(name, url, token, web, args, script, db=bool(args.database_url))
-    finally:
-        web.terminate()
-        web.wait()
-        if args.database_url:  # leave the shared database as it was
+    def cleanup() -> None:
+        if database_url:  # leave the shared database as it was
             run(
                 "shell",
                 "-c",
@@ -307,6 +229,97 @@ def gateway(args, workdir: Path, python: str, script: Path, name: str = "platfor
                 f"Tenant.objects.filter(slug='{slug}').delete(); "
                 f"u().objects.filter(username='{slug}').delete()",
             )
+
+    run("migrate", "-v0")
+    cleanup()  # a run that was cut short
+    run("tenant", "create", slug)
+    run("tenant", "add-member", slug, slug, "--password", "pw-bench-1")
+    run("connector", "create", slug, "echo", "--slug", "echo")
+    command = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
+    process = subprocess.Popen(
+        pinned(0, [*command, *uvicorn_options(args.uvicorn)]),
+        env=env,
+        cwd=ROOT,
+        stderr=(workdir / f"gateway-{port}.log").open("w"),  # ends with wrk's cut-off requests
+    )
+    url = f"http://127.0.0.1:{port}/t/{slug}/echo/mcp"
+    wait_up(url, process)
+    sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+    from tests.support.flow import OAuthClient
+    from tests.support.oauth import Browser
+
+    client = OAuthClient.register(f"http://127.0.0.1:{port}")
+    token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
+    name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'}"
+    return Server(name, url, token, process, db=bool(database_url), cleanup=cleanup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="also run the gateway on this PostgreSQL database (e.g. .../bench)",
+    )
+    parser.add_argument("--uvicorn", choices=["auto", "asyncio"], default="auto")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("needs wrk: apt-get install -y wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    python = sys.executable
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())
+    scripts = {}
+    for method, (body, good) in METHODS.items():
+        scripts[method] = workdir / f"{method.replace('/', '_')}.lua"
+        scripts[method].write_text(WRK_SCRIPT % {"body": body, "headers": headers, "good": good})
+
+    servers: list[Server] = []
+    try:
+        servers.append(bare(workdir, python, args))
+        servers.append(gateway(workdir, python, args, ""))
+        if args.database_url:
+            servers.append(gateway(workdir, python, args, args.database_url))
+        loop = "uvloop + httptools when installed" if args.uvicorn == "auto" else "asyncio + h11"
+        print(
+            f"{os.cpu_count()} cores; each server one uvicorn process ({loop}) pinned to core 0, "
+            f"wrk (1 thread) to core 1; {args.seconds:g} s per row; rows interleaved"
+        )
+        print(
+            "| method | connections | server | calls/s | per core (calls per CPU-s) | x bare "
+            "| p50 | p99 | CPU % of a core: server | DB | wrk | other | load avg | bad, errors |"
+        )
+        print(
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: | --- |",
+            flush=True,
+        )
+        for method in args.methods:
+            for server in servers:
+                check_one(server.url, server.token, method)
+                wrk(server, 2, max(args.connections), scripts[method])  # warm up
+            for connections in args.connections:
+                anchor = None
+                for server in servers:
+                    r = wrk(server, args.seconds, connections, scripts[method])
+                    anchor = anchor or r["per_core"]
+                    print(
+                        f"| {method} | {connections} | {server.name} | {r['rate']:.0f} "
+                        f"| {r['per_core']:.0f} | {r['per_core'] / anchor:.2f} "
+                        f"| {r['p50']} | {r['p99']} | {r['server_busy']:.0f} | {r['db_busy']:.0f} "
+                        f"| {r['wrk_busy']:.0f} | {r['other']:.0f} | {r['load']:.2f} "
+                        f"| {r['bad']} {r['socket_errors']} |",
+                        flush=True,
+                    )
+    finally:
+        for server in servers:
+            server.process.terminate()
+            server.process.wait()
+            if server.cleanup:
+                server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

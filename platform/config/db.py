@@ -4,6 +4,12 @@ Django hands a request's connection back when the request finishes (``request_fi
 MCP requests never pass through it, and their ORM work runs in the event loop's worker
 threads, so each unit of work does the same itself: its connection goes back to the pool (or
 is closed, without one) when it ends, instead of staying checked out by an idle thread.
+
+SQLite has no pool and opening a connection costs more than a query (Django registers its SQL
+functions and runs the PRAGMAs on every connect): there each of the event loop's few worker
+threads (at most ``min(32, cores + 4)``) keeps its connection, and closes it only when it is
+broken or left inside a transaction. A kept connection holds no lock between units of work, and
+sees every commit at its next statement.
 """
 
 import functools
@@ -11,10 +17,18 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _release() -> None:
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        if connection.errors_occurred and not connection.is_usable():
+            connection.close()
+        return
+    close_old_connections()
 
 
 def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -25,6 +39,6 @@ def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         try:
             return func(*args, **kwargs)
         finally:
-            close_old_connections()
+            _release()
 
     return sync_to_async(run, thread_sensitive=False)

@@ -1,5 +1,6 @@
 """The MCP hot path: one database round trip to authorize, no event insert per routine call."""
 
+import asyncio
 import time
 
 import pytest
@@ -57,3 +58,24 @@ def test_routine_calls_are_counted_not_written_one_by_one(live_url, acme):
     aggregate = Event.objects.get(kind="mcp.calls")
     assert aggregate.detail == {"count": 5, "by_name": {"tools/call:echo": 5}}
     assert aggregate.connector_id == acme["connector"].pk
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL connections are pooled")
+def test_gateway_threads_keep_their_sqlite_connection():
+    """Connecting costs more than the bearer check's query: each worker thread keeps one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from config.db import db_sync_to_async
+
+    @db_sync_to_async
+    def connection_in_use():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return connection.connection  # held, so a new one cannot take its id
+
+    async def twice():
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        return await connection_in_use(), await connection_in_use()
+
+    first, second = asyncio.run(twice())
+    assert first is second
