@@ -50,11 +50,16 @@ def upstream_connection_fresh(connection: UpstreamConnection, now) -> bool:
     )
 
 
-def _claim_lease(connection_id: int, owner: str, now, *, seen_expiry) -> bool:
-    """Take the refresh lease if nobody holds a live one and nobody refreshed since we read
-    the row (its access expiry is still the one we saw). One conditional UPDATE."""
+def _claim_lease(connection: UpstreamConnection, owner: str, now) -> bool:
+    """Take the refresh lease if nobody holds a live one and the row still holds the tokens we
+    read (nobody refreshed, reconnected or re-encrypted since). One conditional UPDATE; when it
+    succeeds, the refresh token we read is the newest committed one, so no re-read is needed."""
     claimed = (
-        UpstreamConnection.objects.filter(pk=connection_id, access_expires_at=seen_expiry)
+        UpstreamConnection.objects.filter(
+            pk=connection.pk,
+            access_expires_at=connection.access_expires_at,
+            refresh_token_encrypted=connection.refresh_token_encrypted,
+        )
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .exclude(status__in=[Status.NEEDS_REAUTH, Status.REVOKED])
         .update(
@@ -66,14 +71,12 @@ def _claim_lease(connection_id: int, owner: str, now, *, seen_expiry) -> bool:
     return claimed == 1
 
 
-def _finish(connection_id: int, owner: str, **fields) -> bool:
-    """Write the outcome and free the lease, only if we still hold it."""
-    return (
-        UpstreamConnection.objects.filter(pk=connection_id, lease_owner=owner).update(
-            lease_owner="", lease_until=None, refresh_queued_until=None, **fields
-        )
-        == 1
-    )
+def _finish(connection_id: int, owner: str, **fields) -> dict | None:
+    """Write the outcome and free the lease, only if we still hold it; returns what was
+    written (None when the lease was lost)."""
+    fields = {"lease_owner": "", "lease_until": None, "refresh_queued_until": None, **fields}
+    stored = UpstreamConnection.objects.filter(pk=connection_id, lease_owner=owner).update(**fields)
+    return fields if stored == 1 else None
 
 
 def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> UpstreamConnection:
@@ -82,6 +85,7 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
     Raises UpstreamReauthRequired when the grant is dead (the connection is then
     needs_reauth), UpstreamUnavailable on a transient failure (the connection keeps its
     tokens and goes to error, to be retried), and waits for a refresh another process holds.
+    A refresh is four statements: read, claim the lease, store the answer, record the event.
     """
     deadline = time.monotonic() + settings.UPSTREAM_LEASE_SECONDS + 5
     first_seen = None
@@ -98,14 +102,12 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
         ):
             return connection
         owner = uuid.uuid4().hex
-        if _claim_lease(connection_id, owner, now, seen_expiry=connection.access_expires_at):
+        if _claim_lease(connection, owner, now):
             break
         if time.monotonic() > deadline:
             raise UpstreamUnavailable("another refresh of this connection did not finish")
         time.sleep(0.05)
 
-    # Re-read under our lease: the refresh token to spend is the newest committed one.
-    connection = UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
     provider = provider_for(connection)
     started = time.monotonic()
     try:
@@ -139,14 +141,17 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
         failure_count=0,
         **token_fields(tokens, now),
     )
-    if not stored:
+    _record_refresh(connection, Event.Outcome.OK, started, "")
+    if stored is None:
         # Our lease expired while the provider answered and another refresh took over; the
         # tokens it stores supersede ours. Rare, and logged, since a rotated value may be lost.
         log.warning(
             "refresh answer arrived after the lease expired", extra={"connection_id": connection_id}
         )
-    _record_refresh(connection, Event.Outcome.OK, started, "")
-    return UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
+        return UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
+    for name, value in stored.items():  # the row as we just wrote it, without reading it back
+        setattr(connection, name, value)
+    return connection
 
 
 def _record_refresh(connection, outcome, started, error: str, reauth: bool = False) -> None:

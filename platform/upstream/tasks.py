@@ -57,13 +57,23 @@ def upstream_notify_reauth(connection_id: int) -> None:
         )
 
 
+def _publish_refreshes(ids: list[int]) -> None:
+    """One refresh task per id, sent in pipelined batches (kombu's ``producer.batch()``: on
+    Redis one round trip per batch instead of one per message; other transports send each
+    message at once, as before)."""
+    if not ids:
+        return
+    with upstream_refresh.app.producer_or_acquire() as producer, producer.batch():
+        for connection_id in ids:
+            upstream_refresh.apply_async((connection_id,), producer=producer)
+
+
 @shared_task
 def upstream_sweep() -> int:
     """Enqueue one refresh per due connection, and the reconnect notices not sent yet; records
     when the sweep last ran."""
     ids = upstream_connections_claim_due()
-    for connection_id in ids:
-        transaction.on_commit(lambda pk=connection_id: upstream_refresh.delay(pk))
+    transaction.on_commit(lambda: _publish_refreshes(ids))
     for connection_id in upstream_connections_awaiting_notice():
         transaction.on_commit(lambda pk=connection_id: upstream_notify_reauth.delay(pk))
     # The sweep's own heartbeat: /readyz and the dashboard read the newest one.

@@ -49,3 +49,27 @@ def test_last_used_is_written_at_most_once_a_minute(qbo_connector):
         assert call(qbo_connector, "company_info")["isError"] is False
     assert [s.split()[0] for s in writes(statements)] == ["UPDATE"]
     assert UpstreamConnection.objects.get(pk=connection.pk).last_used_at > used
+
+
+def test_a_refresh_runs_four_statements(qbo_connector):
+    """Read the row, claim its lease, store Intuit's answer, record the event: nothing read
+    twice, and the fresh row is returned without reading it back."""
+    from config import crypto
+    from tests.support.quickbooks import advance
+    from upstream.models import UpstreamConnection
+    from upstream.refresh import upstream_connection_refresh
+
+    advance(qbo_connector, 3600 + 60)  # the access token has expired
+    with all_sql() as statements:
+        fresh = upstream_connection_refresh(connection_id=qbo_connector["connection"].pk)
+    verbs = [s.split()[0].upper() for s in statements]
+    assert verbs == ["SELECT", "UPDATE", "UPDATE", "INSERT"], statements
+    stored = UpstreamConnection.objects.get(pk=fresh.pk)
+    assert crypto.decrypt(fresh.access_token_encrypted) == crypto.decrypt(
+        stored.access_token_encrypted
+    )
+    assert (fresh.access_expires_at, fresh.status, fresh.lease_owner) == (
+        stored.access_expires_at,
+        stored.status,
+        "",
+    )
