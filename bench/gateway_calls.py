@@ -13,11 +13,12 @@ checked (HTTP 200 and the method's answer).
 
 "per core" is calls per CPU-second of the server process (with PostgreSQL, plus the CPU of
 every PostgreSQL process: the machine's other PostgreSQL users land there too); "x bare" is
-that divided by the bare server's figure in the row before it. The uvicorn options are the
-image's (`--uvicorn`: `auto` picks uvloop and httptools when installed, as the Dockerfile
-does; `asyncio` forces the pure-Python loop and h11). The load average printed with each row
-is the machine's 1-minute figure: other engineers' test runs share these 2 cores, so figures
-move by +-10-20 % between runs; the ratios, measured side by side, move less.
+that divided by the figure of the bare server with the same uvicorn options, in the same
+round. The uvicorn options are the image's (`--uvicorn`: `auto` picks uvloop and httptools
+when installed, as the Dockerfile does; `asyncio` forces the pure-Python loop and h11).
+The load average printed with each row is the machine's 1-minute figure: other engineers'
+test runs share these 2 cores, so figures move by 10-20 % or more between runs; the ratios,
+measured side by side, move less.
 
 The gateway run includes what a real request costs here: the bearer check (one query: token,
 audience, connector, membership), the refusal checks, CORS, request ids, audit records and
@@ -184,24 +185,30 @@ class Server:
     cleanup: Callable[[], None] | None = None
 
 
-def bare(workdir: Path, python: str, args) -> Server:
+UVICORN_KINDS = {
+    "auto": "uvloop + httptools when installed (the image's and serve's)",
+    "asyncio": "asyncio + h11",
+}
+
+
+def bare(workdir: Path, python: str, kind: str) -> Server:
     (workdir / "bare_echo.py").write_text(BARE_APP % {"log_level": "WARNING"})
     port = free_port()
     command = [python, "-m", "uvicorn", "bare_echo:app", "--port", str(port)]
     process = subprocess.Popen(
-        pinned(0, [*command, *uvicorn_options(args.uvicorn)]),
+        pinned(0, [*command, *uvicorn_options(kind)]),
         cwd=workdir,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/mcp"
     wait_up(url, process)
-    return Server("bare mcp SDK", url, None, process, db=False)
+    return Server(f"bare mcp SDK ({kind})", url, None, process, db=False)
 
 
-def gateway(workdir: Path, python: str, args, database_url: str) -> Server:
+def gateway(workdir: Path, python: str, kind: str, database_url: str) -> Server:
     """The platform, with a member's real token for the echo connector."""
     port = free_port()
-    slug = f"gw{os.getpid()}"
+    slug = f"gw{os.getpid()}{kind[:2]}"
     env = {
         **os.environ,
         "VAR_DIR": str(workdir / f"var-{port}"),
@@ -237,7 +244,7 @@ def gateway(workdir: Path, python: str, args, database_url: str) -> Server:
     run("connector", "create", slug, "echo", "--slug", "echo")
     command = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
     process = subprocess.Popen(
-        pinned(0, [*command, *uvicorn_options(args.uvicorn)]),
+        pinned(0, [*command, *uvicorn_options(kind)]),
         env=env,
         cwd=ROOT,
         stderr=(workdir / f"gateway-{port}.log").open("w"),  # ends with wrk's cut-off requests
@@ -250,7 +257,7 @@ def gateway(workdir: Path, python: str, args, database_url: str) -> Server:
 
     client = OAuthClient.register(f"http://127.0.0.1:{port}")
     token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
-    name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'}"
+    name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'} ({kind})"
     return Server(name, url, token, process, db=bool(database_url), cleanup=cleanup)
 
 
@@ -264,7 +271,13 @@ def main() -> None:
         default="",
         help="also run the gateway on this PostgreSQL database (e.g. .../bench)",
     )
-    parser.add_argument("--uvicorn", choices=["auto", "asyncio"], default="auto")
+    parser.add_argument(
+        "--uvicorn",
+        nargs="+",
+        choices=["auto", "asyncio"],
+        default=["auto"],
+        help="uvicorn's loop and HTTP parser (several: each server once per choice)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
@@ -278,14 +291,15 @@ def main() -> None:
 
     servers: list[Server] = []
     try:
-        servers.append(bare(workdir, python, args))
-        servers.append(gateway(workdir, python, args, ""))
-        if args.database_url:
-            servers.append(gateway(workdir, python, args, args.database_url))
-        loop = "uvloop + httptools when installed" if args.uvicorn == "auto" else "asyncio + h11"
+        for kind in args.uvicorn:
+            servers.append(bare(workdir, python, kind))
+            servers.append(gateway(workdir, python, kind, ""))
+            if args.database_url:
+                servers.append(gateway(workdir, python, kind, args.database_url))
         print(
-            f"{os.cpu_count()} cores; each server one uvicorn process ({loop}) pinned to core 0, "
-            f"wrk (1 thread) to core 1; {args.seconds:g} s per row; rows interleaved"
+            f"{os.cpu_count()} cores; each server one uvicorn process pinned to core 0, wrk "
+            f"(1 thread) to core 1; {args.seconds:g} s per row; rows interleaved; uvicorn: "
+            + ", ".join(f"{kind} = {UVICORN_KINDS[kind]}" for kind in args.uvicorn)
         )
         print(
             "| method | connections | server | calls/s | per core (calls per CPU-s) | x bare "
@@ -304,7 +318,8 @@ def main() -> None:
                 anchor = None
                 for server in servers:
                     r = wrk(server, args.seconds, connections, scripts[method])
-                    anchor = anchor or r["per_core"]
+                    if server.token is None:  # a bare server: the anchor of the rows after it
+                        anchor = r["per_core"]
                     print(
                         f"| {method} | {connections} | {server.name} | {r['rate']:.0f} "
                         f"| {r['per_core']:.0f} | {r['per_core'] / anchor:.2f} "
