@@ -14,8 +14,9 @@ checked (HTTP 200 and the method's answer).
 "per core" is calls per CPU-second of the server process (with PostgreSQL, plus the CPU of
 every PostgreSQL process: the machine's other PostgreSQL users land there too); "x bare" is
 that divided by the figure of the bare server with the same uvicorn options, in the same
-round. The uvicorn options are the image's (`--uvicorn`: `auto` picks uvloop and httptools
-when installed, as the Dockerfile does; `asyncio` forces the pure-Python loop and h11).
+round; "server process only" leaves PostgreSQL's CPU out (on a shared machine it counts other
+users' queries too). The uvicorn options are the image's (`--uvicorn`: `auto` picks uvloop
+and httptools when installed, as the Dockerfile does; `asyncio`: the pure-Python loop, h11).
 The load average printed with each row is the machine's 1-minute figure: other engineers'
 test runs share these 2 cores, so figures move by 10-20 % or more between runs; the ratios,
 measured side by side, move less.
@@ -167,6 +168,7 @@ def wrk(server: Server, seconds: float, connections: int, script: Path) -> dict:
         "p50": latency.get("50", "?"),
         "p99": latency.get("99", "?"),
         "per_core": (requests - bad) / server_cpu if server_cpu else 0.0,
+        "per_core_server": (requests - bad) / cpu["server"] if cpu["server"] else 0.0,
         "server_busy": 100 * cpu["server"] / elapsed,
         "db_busy": 100 * cpu.get("db", 0.0) / elapsed,
         "wrk_busy": 100 * cpu["wrk"] / elapsed,
@@ -303,11 +305,12 @@ def main() -> None:
         )
         print(
             "| method | connections | server | calls/s | per core (calls per CPU-s) | x bare "
-            "| p50 | p99 | CPU % of a core: server | DB | wrk | other | load avg | bad, errors |"
+            "| server process only: per core | x bare | p50 | p99 "
+            "| CPU % of a core: server | DB | wrk | other | load avg | bad, errors |"
         )
         print(
             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: | --- |",
+            "| ---: | ---: | ---: | ---: | --- |",
             flush=True,
         )
         for method in args.methods:
@@ -323,6 +326,7 @@ def main() -> None:
                     print(
                         f"| {method} | {connections} | {server.name} | {r['rate']:.0f} "
                         f"| {r['per_core']:.0f} | {r['per_core'] / anchor:.2f} "
+                        f"| {r['per_core_server']:.0f} | {r['per_core_server'] / anchor:.2f} "
                         f"| {r['p50']} | {r['p99']} | {r['server_busy']:.0f} | {r['db_busy']:.0f} "
                         f"| {r['wrk_busy']:.0f} | {r['other']:.0f} | {r['load']:.2f} "
                         f"| {r['bad']} {r['socket_errors']} |",

@@ -149,11 +149,13 @@ def main() -> None:
     settings.QUICKBOOKS_CLIENT_ID = "bench"
     settings.QUICKBOOKS_CLIENT_SECRET = "bench-secret"
     db = settings.DATABASES["default"]
+    pooled = bool(db.get("OPTIONS", {}).get("pool"))
     print(
         f"database: {db['ENGINE'].rsplit('.', 1)[-1]}, broker: "
         f"{'redis' if settings.REDIS_URL else 'filesystem'}, latency "
         f"{args.latency * 1000:.0f} ms, pool: {args.pool}, emulator in its own process, "
-        f"worker database connections: {'kept' if args.db_reuse else 'new per task'}, "
+        "worker database connections: "
+        f"{'kept' if args.db_reuse else 'pooled' if pooled else 'new per task'}, "
         f"{os.cpu_count()} cores",
         flush=True,
     )
