@@ -1,9 +1,10 @@
-"""Benchmark: what the sweep pays per enqueued refresh, and what batching would save.
+"""Benchmark: what the sweep pays per enqueued refresh, per message and batched.
 
 Publishes `upstream_refresh` messages to a queue of its own (nobody consumes it; purged and
-deleted at the end) three ways: `.delay()` per id as `upstream_sweep` does now, through one
-producer, and through one producer inside kombu's `producer.batch()` (kombu >= 5.7, Redis
-transport: pipelined LPUSHes). Needs REDIS_URL (e.g. redis://127.0.0.1:6379/2).
+deleted at the end) three ways: `.delay()` per id (the anchor: what `upstream_sweep` did
+before), through one producer, and through one producer inside kombu's `producer.batch()`
+(kombu >= 5.7, Redis transport: pipelined LPUSHes), which `upstream_sweep` does now. Needs
+REDIS_URL (e.g. redis://127.0.0.1:6379/2).
 
     REDIS_URL=redis://127.0.0.1:6379/2 uv run python bench/sweep_publish.py --messages 1000
 """
@@ -51,15 +52,16 @@ def main() -> None:
             for pk in range(n):
                 upstream_refresh.apply_async((pk,), producer=producer)
 
+    print(f"load average {os.getloadavg()[0]:.2f}")
     print("| how | wall ms/message | CPU ms/message |")
     print("| --- | ---: | ---: |")
     try:
         for _ in range(50):
             upstream_refresh.delay(0)  # connections and declarations made before timing
         for name, publish in (
-            (".delay() per id (the sweep now)", per_delay),
+            (".delay() per id (the sweep before)", per_delay),
             ("one producer", one_producer),
-            ("one producer, producer.batch()", batched),
+            ("one producer, producer.batch() (the sweep now)", batched),
         ):
             wall, cpu = time.perf_counter(), time.process_time()
             publish()
