@@ -1,12 +1,14 @@
 """Fixtures of the deployment tests: a fresh database and Redis databases, as compose's
-bundled services start empty."""
+bundled services start empty; or private servers of the test's own."""
 
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 import redis
 
 from tests.deploy.deployment import REDIS_URL, scratch_database
+from tests.support.services import PrivatePostgres, PrivateRedis
 
 
 @pytest.fixture
@@ -26,3 +28,13 @@ def compose_redis():
     yield urls
     for url in urls:
         redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture
+def private_services():
+    """A private PostgreSQL (with an empty ``platform`` database) and Redis of this test's own,
+    which it may stop and start; the shared servers are never touched."""
+    with PrivatePostgres() as postgres, PrivateRedis() as redis_server:
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE platform")
+        yield postgres, redis_server

@@ -9,6 +9,7 @@ web listens on a given loopback port instead of 0.0.0.0:8000, and paths under th
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tests.deploy.deploy_files import (
     service_command,
     variables_read_by_the_code,
 )
+from tests.deploy.image_build import ImageBuild
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -109,8 +111,14 @@ def image_environment() -> dict[str, str]:
 class Deployment:
     """The app services of docker-compose.yml as local processes."""
 
-    def __init__(self, tmp_path: Path, dotenv: dict[str, str], port: int):
+    def __init__(
+        self, tmp_path: Path, dotenv: dict[str, str], port: int, image: ImageBuild | None = None
+    ):
+        """``image``: a build of the Dockerfile (tests/deploy/image_build.py) to run the
+        processes from, as the containers do: its venv, code and static files under its /app,
+        its final stage's ENV and WORKDIR. Without one, this checkout and its virtualenv."""
         self.tmp_path = tmp_path
+        self.image = image
         self.var_dir = tmp_path / "var"
         self.var_dir.mkdir()
         self.port = port
@@ -119,7 +127,7 @@ class Deployment:
         self.processes: dict[str, subprocess.Popen] = {}
         # Docker mounts each service's tmpfs (web's Prometheus folder) and volumes: here,
         # folders under tmp_path (the image's /app/var too).
-        self.mounts = {IMAGE_VAR_DIR: str(self.var_dir)}
+        self.mounts = {IMAGE_VAR_DIR: str(self.var_dir)} if image is None else {}
         for service in APP_SERVICES:
             for mount in self.services[service].get("tmpfs", []):
                 path = mount.split(":")[0]
@@ -138,27 +146,39 @@ class Deployment:
             for key, value in os.environ.items()
             if key not in read and key.removesuffix("_FILE") not in read
         }
-        image = image_environment()
-        env.update(image, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+        if self.image is not None:
+            env.update(self.image.env)
+        else:
+            env.update(image_environment(), PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
         env.update(self.dotenv)  # env_file: .env
         env.update(self.services[service]["environment"])
         # The image's paths, here.
         env = {key: self.local(value) for key, value in env.items()}
-        # The source roots, which the image's install of the project provides (a local editable
-        # install may predate a new app); and tests/, for the test connector kind.
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "platform"), str(ROOT)])
+        if self.image is None:
+            # The source roots, which the image's install of the project provides (a local
+            # editable install may predate a new app); and tests/, for the test connector kind.
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "platform"), str(ROOT)])
         return env
 
     def local(self, text: str) -> str:
         for image_path, local_path in self.mounts.items():
             text = text.replace(image_path, local_path)
-        return text
+        return self.image.translate(text) if self.image is not None else text
 
-    def argv(self, service: str, command: list[str] | None = None) -> list[str]:
+    def cwd(self) -> Path:
+        return ROOT if self.image is None else self.image.path(self.image.workdir)
+
+    def argv(
+        self, service: str, command: list[str] | None = None, serve: bool = False
+    ) -> list[str]:
+        """The service's command (or ``command``), its program found as the container finds it.
+        ``serve``: the command is web's server, which listens on this test's loopback port."""
         argv = [self.local(arg) for arg in (command or service_command(self.services[service]))]
-        program = {"python": sys.executable}.get(argv[0], str(VENV_BIN / argv[0]))
-        argv[0] = program
-        if service == "web" and command is None:
+        if self.image is not None:
+            argv[0] = shutil.which(argv[0], path=self.environment(service)["PATH"]) or argv[0]
+        else:
+            argv[0] = {"python": sys.executable}.get(argv[0], str(VENV_BIN / argv[0]))
+        if service == "web" and (command is None or serve):
             argv[argv.index("--host") + 1] = "127.0.0.1"
             argv[argv.index("--port") + 1] = str(self.port)
         return argv
@@ -167,7 +187,7 @@ class Deployment:
         """``docker compose run --rm SERVICE [COMMAND]``: wait for it, return its output."""
         result = subprocess.run(
             self.argv(service, command),
-            cwd=ROOT,
+            cwd=self.cwd(),
             env=self.environment(service),
             capture_output=True,
             text=True,
@@ -176,12 +196,13 @@ class Deployment:
         assert result.returncode == 0, f"{service} {command or ''} failed:\n{result.stderr[-4000:]}"
         return result.stdout
 
-    def start(self, service: str) -> None:
-        """``docker compose up SERVICE``: in the background, its output to SERVICE.log."""
+    def start(self, service: str, command: list[str] | None = None) -> None:
+        """``docker compose up SERVICE``: in the background, its output to SERVICE.log.
+        ``command``: another command to serve with (the image's CMD for web)."""
         with open(self.tmp_path / f"{service}.log", "w") as log:  # the child keeps its own copy
             self.processes[service] = subprocess.Popen(
-                self.argv(service),
-                cwd=ROOT,
+                self.argv(service, command, serve=True),
+                cwd=self.cwd(),
                 env=self.environment(service),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,157 +1,141 @@
-"""The Dockerfile held against the code and the compose file, without Docker; and its build-time
-collectstatic run outside Docker, exactly as written."""
+"""The Dockerfile, built and run without Docker: its steps carried out as a builder would
+(tests/deploy/image_build.py), then the image's processes started from what it built, with the
+environment docker-compose.yml gives them, against a private PostgreSQL and Redis.
 
-import fnmatch
-import os
-import re
-import shlex
+A broken step fails here: a COPY of a path the build context lacks, a dependency group the
+``uv sync`` leaves out (collectstatic or a process cannot import it), code the image does not
+hold, a CMD that does not serve, a health check that asks the wrong thing.
+"""
+
+import secrets
 import subprocess
-import sys
-import tomllib
+import time
 
-from django.conf import settings
-from django.urls import resolve
+import httpx
+import psycopg
+from cryptography.fernet import Fernet
 
-from tests.deploy.deploy_files import (
-    DOCKERIGNORE,
-    HEALTHCHECK_SCRIPT,
-    ROOT,
-    compose,
-    dockerfile,
-    exec_form,
-    service_command,
-)
+from tests.deploy.deploy_files import compose, dockerfile
+from tests.deploy.deployment import Deployment
+from tests.deploy.image_build import ImageBuild
+from tests.support.live import free_port
 
 
-def final_stage():
-    instructions = dockerfile()
-    last = [i for i in instructions if i.keyword == "FROM"][-1].stage
-    return [i for i in instructions if i.stage == last]
+def wait_until(check, what: str, deployment: Deployment, timeout: float = 120) -> str:
+    """Run ``check`` until it returns a truthy value (a loaded machine starts slowly)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := check():
+            return result
+        deployment.alive()
+        assert time.monotonic() < deadline, f"{what}\n{deployment.logs()}"
+        time.sleep(0.5)
 
 
-def test_multi_stage_on_python_slim_with_uv_from_pypi():
-    instructions = dockerfile()
-    stages = [i.arguments for i in instructions if i.keyword == "FROM"]
-    assert len(stages) >= 2
-    assert all(
-        re.fullmatch(r"python:\$\{PYTHON_VERSION\}-slim AS \w+", stage) for stage in stages
-    ), stages
+def test_the_image_builds_and_its_processes_serve(tmp_path, private_services):
+    postgres, redis_server = private_services
+    image = ImageBuild(tmp_path / "image").build()
+    app = image.path(image.workdir)
+
+    # What the build left in the image: the code and its dependencies (not the dev group, nor
+    # the repository's tests, secrets or local state), and the static files, compressed.
+    python = str(app / ".venv" / "bin" / "python")
+    where = subprocess.run(
+        [python, "-c", "import config, connectors, django, psycopg; print(config.__file__)"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+    )
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.strip().startswith(str(app)), "the image runs code it does not hold"
+    dev = subprocess.run([python, "-c", "import pytest"], cwd=app, capture_output=True)
+    assert dev.returncode != 0, "the dev dependency group is in the image"
+    for name in (".git", ".env", "tests", "bench", "var/platform.sqlite3", "var/secret_key"):
+        assert not (app / name).exists(), f"{name} is in the image"
+    static = image.path("/app/var/static/admin/css")
+    assert (static / "base.css").is_file() and (static / "base.css.gz").is_file()
+    # Processes run as the user the image creates, which owns the one folder it writes (beat's).
+    calls = image.calls()
+    assert image.user not in ("root", "0")
+    assert ["groupadd", "--system", "--gid", "10001", image.user] in calls
+    created = next(call for call in calls if call[0] == "useradd")
+    assert created[-1] == image.user
+    owned = [call[-1] for call in calls if call[0] == "chown" and call[1].startswith(image.user)]
+    beat_volume = compose()["services"]["beat"]["volumes"][0].split(":")[1]
+    assert owned == [str(image.path(beat_volume))] and image.path(beat_volume).is_dir()
+    # uv comes from PyPI at the pinned version, which is the one that built here.
     args = dict(
-        i.arguments.split("=", 1) for i in instructions if i.keyword == "ARG" and "=" in i.arguments
+        i.arguments.split("=", 1) for i in dockerfile() if i.keyword == "ARG" and "=" in i.arguments
     )
-    assert args["PYTHON_VERSION"] in ("3.12", "3.13")
-    runs = [i for i in instructions if i.keyword == "RUN"]
-    # uv pinned: a new uv release cannot change how the image builds.
-    assert re.fullmatch(r"\d+\.\d+\.\d+", args["UV_VERSION"])
-    assert any('pip install --no-cache-dir "uv==${UV_VERSION}"' in run.arguments for run in runs)
-    assert any("uv sync --frozen --no-dev" in run.arguments for run in runs)
-    envs = " ".join(i.arguments for i in instructions if i.keyword == "ENV")
-    assert "UV_PYTHON_DOWNLOADS=never" in envs, "uv must not download a Python build"
-    # Packages come from PyPI (pip, uv) only: nothing fetched from anywhere else.
-    everything = " ".join(i.arguments for i in instructions)
-    assert not re.search(r"\b(curl|wget)\b|https?://", everything)
-    assert not [i for i in instructions if i.keyword == "ADD"]
+    assert ["pip", "install", "--no-cache-dir", f"uv=={args['UV_VERSION']}"] in calls
+    version = subprocess.run(["uv", "--version"], capture_output=True, text=True).stdout
+    assert version.split()[1] == args["UV_VERSION"], f"built with {version}"
 
-
-def test_runs_as_a_non_root_user():
-    stage = final_stage()
-    users = [i for i in stage if i.keyword == "USER"]
-    assert users and users[-1].arguments not in ("root", "0")
-    keywords = [i.keyword for i in stage]
-    assert keywords.index("USER") < keywords.index("CMD")
-    # The runtime stage copies the built /app rather than installing anything itself.
-    assert not any("uv sync" in i.arguments or "pip" in i.arguments for i in stage)
-
-
-def test_image_holds_every_source_root_the_project_installs():
-    """A new top-level package in pyproject.toml must be copied into the image too."""
-    copied = {
-        source
-        for i in dockerfile()
-        if i.keyword == "COPY" and not i.arguments.startswith("--from")
-        for source in i.arguments.split()[:-1]
+    # The processes, from the image, with compose's environment.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    database_url = postgres.url.rsplit("/", 1)[0] + "/platform"
+    dotenv = {
+        "PUBLIC_URL": base,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "UPSTREAM_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url(0),
+        "CACHE_REDIS_URL": redis_server.url(1),
+        "WEB_CONCURRENCY": "1",
+        "WORKER_CONCURRENCY": "2",
+        "EMAIL_HOST": "127.0.0.1",  # production refuses to start without a mail server
     }
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    needed = {"manage.py", "pyproject.toml", "uv.lock", "deploy", "platform"}
-    needed.add(project["project"]["readme"])  # the package build reads it
-    for pattern in packages:
-        name = pattern.rstrip("*")
-        if (ROOT / name).is_dir():  # a package at the top (connectors); the rest are in platform/
-            needed.add(name)
-    assert needed <= copied, f"not copied into the image: {needed - copied}"
-    assert str(settings.TEMPLATES[0]["DIRS"][0].relative_to(ROOT)) in copied
+    (tmp_path / "run").mkdir()
+    deployment = Deployment(tmp_path / "run", dotenv, port, image=image)
+    assert deployment.cwd() == app
 
+    deployment.run("migrate")
+    with psycopg.connect(database_url) as db:
+        applied = db.execute("SELECT count(*) FROM django_migrations").fetchone()[0]
+        tables = db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tenants_connector'"
+        ).fetchone()[0]
+    assert applied > 0 and tables == 1
+    manage = ["python", "manage.py"]
+    deployment.run("web", [*manage, "tenant", "create", "acme", "--name", "Acme"])
+    created = deployment.run("web", [*manage, "connector", "create", "acme", "quickbooks"])
+    url = created.split()[-1]
+    assert url == f"{base}/t/acme/quickbooks/mcp"
 
-def test_dockerignore_keeps_secrets_and_local_state_out_but_not_the_sources():
-    patterns = [
-        line.strip()
-        for line in DOCKERIGNORE.read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    excluded = {p for p in patterns if not p.startswith("!")}
+    deployment.start("web", image.cmd)  # the image's CMD, on this test's port
+    deployment.start("worker")
+    try:
+        # The image's HEALTHCHECK passes, as Docker runs it (asking this test's port).
+        health = [deployment.local(word) for word in image.healthcheck]
+        env = deployment.environment("web")
 
-    def ignored(path: str) -> bool:
-        return any(fnmatch.fnmatch(path, p) for p in excluded) and f"!{path}" not in patterns
+        def healthy():
+            check = subprocess.run(
+                [*health, f"{base}/healthz"], env=env, cwd=app, capture_output=True, text=True
+            )
+            return check.returncode == 0
 
-    for path in (".env", ".git", ".venv", "var", "tests"):
-        assert ignored(path), f"{path} would be sent to the Docker build"
-    for instruction in dockerfile():
-        if instruction.keyword == "COPY" and not instruction.arguments.startswith("--from"):
-            for source in instruction.arguments.split()[:-1]:
-                assert not ignored(source), f".dockerignore hides {source} from COPY"
+        wait_until(healthy, "the image's health check never passed", deployment)
+        challenge = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, timeout=30)
+        assert challenge.status_code == 401
+        assert "resource_metadata=" in challenge.headers["www-authenticate"]
+        assert httpx.get(f"{base}/static/admin/css/base.css", timeout=30).status_code == 200
 
+        # The worker answers a ping through the broker.
+        def pong():
+            answer = subprocess.run(
+                deployment.argv("worker", ["celery", "-A", "config", "inspect", "ping", "-t", "5"]),
+                env=deployment.environment("worker"),
+                cwd=app,
+                capture_output=True,
+                text=True,
+            )
+            return "pong" in answer.stdout
 
-def test_health_check_asks_healthz_with_the_image_python():
-    healthcheck = next(i for i in final_stage() if i.keyword == "HEALTHCHECK")
-    argv = exec_form(healthcheck.arguments.split(" CMD ", 1)[1])
-    assert argv == ["/app/.venv/bin/python", "/app/deploy/healthcheck.py"]
-    script = HEALTHCHECK_SCRIPT.read_text()
-    path = re.search(r'DEFAULT_URL = "http://127\.0\.0\.1:(\d+)(/\w+)"', script)
-    assert path and resolve(path[2]).func.__module__ == "config.health"
-    web = service_command(compose()["services"]["web"])
-    assert web[web.index("--port") + 1] == path[1], "the health check must ask web's port"
-
-
-def test_cmd_is_the_compose_web_command():
-    cmd = exec_form(next(i for i in final_stage() if i.keyword == "CMD").arguments)
-    assert cmd == service_command(compose()["services"]["web"])
-    assert cmd[:2] == ["uvicorn", "config.asgi:application"]
-
-
-def test_runtime_environment():
-    env = " ".join(i.arguments for i in final_stage() if i.keyword == "ENV")
-    assert "PATH=/app/.venv/bin:$PATH" in env
-    assert "PLATFORM_ENV=production" in env and "VAR_DIR=/app/var" in env
-    assert "WEB_CONCURRENCY=" in env
-    # Secrets never become part of the image's environment.
-    assert "SECRET_KEY" not in env and "UPSTREAM_ENCRYPTION_KEYS" not in env
-    beat = compose()["services"]["beat"]["volumes"][0].split(":")[1]
-    assert any(
-        i.keyword == "RUN" and f"chown app:app {beat}" in i.arguments for i in final_stage()
-    ), "beat's volume must be writable by the app user"
-
-
-def test_build_time_collectstatic_works_as_written(tmp_path):
-    """The Dockerfile's collectstatic RUN, outside Docker: production settings accept its
-    throwaway secrets and the static files land in VAR_DIR/static."""
-    run = next(i for i in dockerfile() if i.keyword == "RUN" and "collectstatic" in i.arguments)
-    words = shlex.split(run.arguments)
-    assignments = dict(word.split("=", 1) for word in words if re.match(r"[A-Z_]+=", word))
-    argv = [word for word in words if not re.match(r"[A-Z_]+=", word)]
-    assert argv[:3] == [".venv/bin/python", "manage.py", "collectstatic"]
-    assert assignments["PLATFORM_ENV"] == "production"
-    assert assignments["VAR_DIR"] == "/app/var"
-    # A docker build has none of the deployment's variables: neither does this run.
-    tmp_path.chmod(0o755)  # as /app/var's parent is in the image
-    env = {"PATH": os.environ["PATH"], **assignments, "VAR_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
-    assert (tmp_path / "static" / "admin" / "css" / "base.css.gz").is_file(), "not compressed"
-    # Only the static files: no secret, SQLite file or broker folder is left in the image, and
-    # the folder stays readable for the app user (settings make a folder they use private).
-    assert [path.name for path in tmp_path.iterdir()] == ["static"]
-    assert tmp_path.stat().st_mode & 0o005 == 0o005, "the app user could not read /app/var"
+        wait_until(pong, "the worker never answered a ping", deployment)
+        deployment.alive()
+    finally:
+        codes = deployment.stop()
+    # A single uvicorn process exits by the signal it was stopped with, after a clean shutdown.
+    assert codes["worker"] == 0 and codes["web"] in (0, -15), (codes, deployment.logs())
