@@ -39,6 +39,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -252,11 +253,33 @@ class ToolContext:
         """Record the upstream's id of the request this tool call made (kept in the audit log)."""
         self.notes[UPSTREAM_REQUEST_ID] = str(upstream_request_id)[:200]
 
+    def blame(self, cause: str, detail: str = "") -> None:
+        """Say whose doing this call's failure was (a ``Cause``), with a short ``detail`` for
+        the connector's health (e.g. ``502 from https://mcp.example.com``). The connector's
+        health counts only ``Cause.UPSTREAM`` and failures nobody explained."""
+        self.notes[CAUSE] = str(cause)
+        if detail:
+            self.notes[CAUSE_DETAIL] = str(detail)[:200]
+
 
 SCOPE_KEY = "platform.tool_context"
 UPSTREAM_REQUEST_ID = "upstream_request_id"
 # Set in ToolContext.notes when the platform refused a call (tool policy, write gate): why.
 REFUSED = "refused"
+# Set in ToolContext.notes by ``ToolContext.blame`` when a call failed: whose doing it was.
+CAUSE = "cause"
+CAUSE_DETAIL = "cause_detail"
+
+
+class Cause(StrEnum):
+    """Whose doing a failed call was (``ToolContext.blame``)."""
+
+    INPUT = "input"  # the caller's request: bad arguments, a refused query, an unknown record
+    TOOL = "tool"  # the tool's own answer to these arguments (a remote tool's error result)
+    CONNECTION = "connection"  # the upstream connection is missing or must be reconnected
+    UPSTREAM = "upstream"  # the upstream failed: unreachable, 5xx, throttling, odd answers
+
+
 # The one connector setting the platform knows by name: tools that change upstream data are
 # listed and callable only where it is true (connectors.write_gate).
 WRITES_SETTING = "writes_allowed"
@@ -369,6 +392,10 @@ def server_for_tool_source(name: str, source: ToolSource, instructions: str = ""
             try:
                 return await source.call_tool(context, params.name, params.arguments or {})
             except (UpstreamNotConnected, UpstreamUnavailable) as exc:
+                if isinstance(exc, UpstreamNotConnected):
+                    context.blame(Cause.CONNECTION)
+                else:
+                    context.blame(Cause.UPSTREAM, str(exc))
                 text = TextContent(type="text", text=str(exc))
                 return CallToolResult(content=[text], is_error=True)
 

@@ -25,9 +25,9 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 
-from connectors.base import REFUSED, SCOPE_KEY, WRITES_SETTING, ToolContext
+from connectors.base import CAUSE, REFUSED, SCOPE_KEY, WRITES_SETTING, Cause, ToolContext
 
 
 def writes_allowed(context: ToolContext | None) -> bool:
@@ -82,4 +82,14 @@ class WriteGatedServer(MCPServer):
                 if tool_ctx is not None:
                     tool_ctx.notes[REFUSED] = reason  # the audit record says "denied"
                 raise ToolError(reason)
-        return await super().call_tool(name, arguments, context)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the connector's own failure (no cause noted)
+        except ToolError:
+            # Unknown tools, arguments that fail the schema, and what a tool refuses by itself
+            # are the caller's to correct; a tool blames the upstream or the connection itself
+            # (ToolContext.blame) before raising for those.
+            if tool_ctx is not None and CAUSE not in tool_ctx.notes:
+                tool_ctx.blame(Cause.INPUT)
+            raise

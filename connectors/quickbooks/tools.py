@@ -20,6 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from connectors.base import (
+    Cause,
     SlotLimiter,
     ToolContext,
     UpstreamNotConnected,
@@ -77,34 +78,51 @@ async def with_company(ctx: Context, call: Callable[[qbo.QuickBooksApi], Awaitab
                 if attempt == 0:
                     continue  # the token may have been revoked early: refresh once
                 await upstream.mark_reauth("Intuit refused a freshly refreshed token")
+                context.blame(Cause.CONNECTION)
                 raise ToolError(
                     f"QuickBooks no longer accepts this connection. Reconnect at "
                     f"{upstream.reconnect_url}"
                 ) from None
     except UpstreamNotConnected as exc:
+        context.blame(Cause.CONNECTION)
         raise ToolError(str(exc)) from None
     except UpstreamUnavailable as exc:
+        context.blame(Cause.UPSTREAM, f"the Intuit token service: {exc}")
         raise ToolError(str(exc)) from None
     except qbo.Throttled as exc:
+        context.blame(Cause.UPSTREAM, _from_quickbooks(exc))
         raise ToolError(
             f"QuickBooks is throttling this company; try again in {int(exc.retry_after)} seconds"
         ) from None
     except qbo.StaleObject as exc:
+        context.blame(Cause.INPUT)
         raise ToolError(
             f"The record changed since its SyncToken was read ({exc}). Read it again with "
             "get_record and retry with the SyncToken it returns now"
         ) from None
     except qbo.NotFound as exc:
+        context.blame(Cause.INPUT)
         raise ToolError(f"Not found in QuickBooks: {exc}") from None
     except (qbo.ValidationError, qbo.InvalidQuery) as exc:
+        context.blame(Cause.INPUT)
         raise ToolError(f"QuickBooks refused the request: {exc}") from None
     except qbo.Forbidden as exc:
+        context.blame(Cause.UPSTREAM, _from_quickbooks(exc))
         raise ToolError(f"QuickBooks refused access: {exc}") from None
     except qbo.ProviderUnavailable as exc:
+        context.blame(Cause.UPSTREAM, _from_quickbooks(exc))
         raise ToolError(f"QuickBooks is unavailable right now ({exc}); try again shortly") from None
     except qbo.QuickBooksError as exc:
+        context.blame(Cause.UPSTREAM, _from_quickbooks(exc))
         raise ToolError(f"QuickBooks error: {exc}") from None
     raise AssertionError("unreachable")
+
+
+def _from_quickbooks(exc: qbo.QuickBooksError) -> str:
+    """What the connector's health says of an upstream failure: "502 from QuickBooks"."""
+    if exc.status_code:
+        return f"{exc.status_code} from QuickBooks"
+    return f"QuickBooks: {exc.message}"[:200]
 
 
 def next_start(start_position: int, returned: int, max_results: int) -> int | None:

@@ -17,7 +17,9 @@ from mcp.shared.inbound import find_invalid_x_mcp_header, mcp_param_headers, x_m
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, LOG_LEVEL_META_KEY
 
 from connectors.base import (
+    REFUSED,
     SCOPE_KEY,
+    Cause,
     ToolContext,
     UpstreamNotConnected,
     UpstreamUnavailable,
@@ -135,7 +137,7 @@ class RemoteMCPServer(MCPServer):
             problem = call.answer(ctx, arguments.get("inputResponses") or {})
             if problem is not None:
                 return tool_error(problem)
-            return await self._outcome(config, call.relay, call.next(self.parked))
+            return await self._outcome(context, config, call.relay, call.next(self.parked))
         relay = ClientRelay(ctx)
         if relay.log_level:
             arguments["_meta"] = {LOG_LEVEL_META_KEY: relay.log_level, **arguments.get("_meta", {})}
@@ -143,24 +145,32 @@ class RemoteMCPServer(MCPServer):
         forwarded = self._forward(context, config, "tools/call", arguments, relay=relay)
         if relay.can_be_asked:
             call = Call(relay, forwarded, config.connection_key(context))
-            return await self._outcome(config, relay, call.next(self.parked))
-        return await self._outcome(config, relay, forwarded)
+            return await self._outcome(context, config, relay, call.next(self.parked))
+        return await self._outcome(context, config, relay, forwarded)
 
-    async def _outcome(self, config: RemoteSettings, relay: ClientRelay, forwarded) -> dict:
+    async def _outcome(
+        self, context: ToolContext, config: RemoteSettings, relay: ClientRelay, forwarded
+    ) -> dict:
         """The call's result for this client, or a tool error that says what went wrong."""
         try:
             result = await forwarded
         except UpstreamRPCError as exc:  # the upstream's own answer: the client gets it as sent
+            _blame(context, config, exc)
             raise _rpc_error(exc) from None
         except (UpstreamFailure, CredentialMissing, UpstreamNotConnected) as exc:
+            _blame(context, config, exc)
             return tool_error(str(exc))
         except UpstreamUnavailable as exc:
+            _blame(context, config, exc)
             return tool_error(f"{config.where} is unavailable: {exc}")
         if result.get("resultType") == "input_required" and not relay.modern:
+            context.blame(Cause.INPUT)  # the client's protocol version cannot answer
             return tool_error(
                 f"{config.where} needs input from the client, which its protocol version "
                 f"({relay.version}) cannot give through this platform"
             )
+        if result.get("isError"):
+            context.blame(Cause.TOOL)  # the upstream tool's own answer, forwarded as it came
         return for_client("tools/call", result)
 
     async def _handle_list_resources(self, ctx, params) -> dict[str, Any]:
@@ -196,19 +206,24 @@ class RemoteMCPServer(MCPServer):
         if config.allowed_tools:
             if name in config.allowed_tools:
                 return None
-            return f"{name} is not available on this connector (not in its allowed tools)"
+            reason = f"{name} is not available on this connector (not in its allowed tools)"
+            context.notes[REFUSED] = reason  # the audit record says "denied"
+            return reason
         try:
             listed = await self._listed(context, config, "tools/list", None)
         except MCPError as exc:
-            return exc.message
+            return exc.message  # _forward_or_error said whose doing it was
         tool = next((t for t in listed.get("tools", []) if t.get("name") == name), None)
         if tool is None:
+            context.blame(Cause.INPUT)
             return f"{name} is not available on this connector"
         if not config.tool_allowed(tool):
-            return (
+            reason = (
                 f"{name} is not available on this connector: it is not marked read-only, and "
                 "a tenant admin enables such tools in the connector's allowed tools"
             )
+            context.notes[REFUSED] = reason
+            return reason
         return None
 
     def _param_headers(self, context, config, name: str, arguments: dict) -> dict[str, str]:
@@ -240,10 +255,13 @@ class RemoteMCPServer(MCPServer):
         try:
             return await self._forward(context, config, method, params)
         except UpstreamRPCError as exc:
+            _blame(context, config, exc)
             raise _rpc_error(exc) from None
         except (UpstreamFailure, CredentialMissing, UpstreamNotConnected) as exc:
+            _blame(context, config, exc)
             raise MCPError(INTERNAL_ERROR, str(exc)) from None
         except UpstreamUnavailable as exc:
+            _blame(context, config, exc)
             raise MCPError(INTERNAL_ERROR, f"{config.where} is unavailable: {exc}") from None
 
     async def _forward(
@@ -306,6 +324,28 @@ def _rpc_error(exc: UpstreamRPCError) -> MCPError:
         str(error.get("message", "")),
         error.get("data"),
     )
+
+
+# JSON-RPC errors that say the request itself was wrong (unknown method, bad params).
+_CALLERS_ERRORS = (-32700, -32600, -32601, -32602)
+
+
+def _blame(context: ToolContext, config: RemoteSettings, exc: Exception) -> None:
+    """Say whose doing a failed forward was, for the connector's health."""
+    if isinstance(exc, UpstreamRPCError):
+        code = exc.error.get("code")
+        if code in _CALLERS_ERRORS:
+            context.blame(Cause.INPUT)
+        else:
+            context.blame(Cause.UPSTREAM, f"error {code} from {config.upstream_url}")
+    elif isinstance(exc, (CredentialMissing, UpstreamNotConnected)):
+        context.blame(Cause.CONNECTION)
+    elif isinstance(exc, UpstreamFailure) and exc.status:
+        context.blame(Cause.UPSTREAM, f"{exc.status} from {config.upstream_url}")
+    elif isinstance(exc, UpstreamFailure):
+        context.blame(Cause.UPSTREAM, f"{config.upstream_url}: {exc}")
+    else:
+        context.blame(Cause.UPSTREAM, f"{config.upstream_url} unavailable: {exc}")
 
 
 def _context(ctx) -> tuple[ToolContext, RemoteSettings]:

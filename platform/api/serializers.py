@@ -73,7 +73,11 @@ class InvitationOut(serializers.Serializer):
 
 
 class ConnectorStatsOut(serializers.Serializer):
-    health = serializers.CharField()
+    health = serializers.CharField(help_text="ok, warning or off")
+    health_label = serializers.CharField()
+    reasons = serializers.ListField(
+        child=serializers.CharField(), help_text="What needs attention, in words"
+    )
     upstream = serializers.DictField(child=serializers.IntegerField())
     last_refresh_at = serializers.DateTimeField(allow_null=True)
     clients_connected = serializers.IntegerField()

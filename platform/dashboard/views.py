@@ -85,6 +85,13 @@ def overview(request):
     return render(request, "dashboard/overview.html", {"tenants": tenants})
 
 
+def _kind_title(slug: str) -> str:
+    try:
+        return get_kind(slug).title
+    except KeyError:  # a kind no longer installed
+        return slug
+
+
 def _tenant_context(request, access) -> dict:
     connectors = list(
         Connector.objects.select_related("tenant").filter(tenant=access.tenant).order_by("slug")
@@ -95,6 +102,7 @@ def _tenant_context(request, access) -> dict:
             "connector": c,
             "stats": stats[c.pk],
             "upstream": upstream_status_counts(stats[c.pk].upstream),
+            "kind_title": _kind_title(c.kind),
         }
         for c in connectors
     ]
@@ -442,6 +450,8 @@ def connector_status(request, connector_id: int):
         {
             "enabled": stats.enabled,
             "health": stats.health,
+            "health_label": stats.health_label,
+            "reasons": stats.reasons,
             "calls_24h": stats.calls_24h,
             "errors_24h": stats.errors_24h,
             "clients_connected": stats.clients_connected,

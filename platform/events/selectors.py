@@ -1,6 +1,7 @@
 """Reads on the connector event log: raw events, call counts, and the kinds a filter offers."""
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
@@ -48,6 +49,48 @@ def own_calls_and_errors(
         .values("connector_id")
         .annotate(n=Count("id"), errors=Count("id", filter=~Q(outcome=Event.Outcome.OK)))
     }
+
+
+# Failures a connector's health counts: what its upstream did wrong, and what nobody explained
+# (a crash, an internal error). A caller's bad input, a tool-policy refusal, a tool's own error
+# answer or a connection to be reconnected (which the connection's status shows) do not count.
+FAULT_CAUSES = ("upstream", "connector")
+
+
+@dataclass
+class Faults:
+    """A connector's counted failures of one cause in a window, and the newest one's detail."""
+
+    count: int = 0
+    latest: str = ""
+
+
+def recent_faults(
+    connector_ids: list[int], since: datetime, *, user=None, limit: int = 5000
+) -> dict[int, dict[str, Faults]]:
+    """connector id -> cause -> Faults, for failed MCP calls since ``since`` (with ``user``: only
+    theirs). Failed calls are rare and written one row each, so they are read and sorted here,
+    the same on every database."""
+    failed = Event.objects.filter(
+        connector_id__in=connector_ids,
+        kind__in=CALL_KINDS,
+        outcome=Event.Outcome.ERROR,
+        created__gte=since,
+    )
+    if user is not None:
+        failed = failed.filter(user=user)
+    result: dict[int, dict[str, Faults]] = defaultdict(dict)
+    rows = failed.order_by("-created", "-id").values_list("connector_id", "detail")[:limit]
+    for connector_id, detail in rows:
+        detail = detail if isinstance(detail, dict) else {}
+        cause = detail.get("cause")
+        if cause not in FAULT_CAUSES:
+            continue
+        faults = result[connector_id].setdefault(cause, Faults())
+        faults.count += 1
+        if not faults.latest:  # newest first
+            faults.latest = str(detail.get("cause_detail") or detail.get("error") or "")[:200]
+    return dict(result)
 
 
 def events_of(

@@ -20,9 +20,12 @@ from config.db import db_sync_to_async
 from config.limits import slot_limiter
 from config.logging import request_id_from, request_id_var
 from connectors.base import (
+    CAUSE,
+    CAUSE_DETAIL,
     REFUSED,
     SCOPE_KEY,
     UPSTREAM_REQUEST_ID,
+    Cause,
     ToolContext,
     all_kinds,
     declared_tools,
@@ -358,7 +361,12 @@ class Gateway:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 ip=_client_ip(scope),
                 user_agent=headers.get("user-agent", ""),
-                detail={"method": scope["method"], "rpc": name, "error": observed.error_text()},
+                detail={
+                    "method": scope["method"],
+                    "rpc": name,
+                    "error": observed.error_text(),
+                    **(_failure_cause(scope.get(SCOPE_KEY), observed) if failed else {}),
+                },
             )
         else:
             call_counter.add(
@@ -367,6 +375,26 @@ class Gateway:
                 client_id=check.token_client_id or "",
                 name=name or scope["method"],
             )
+
+
+# JSON-RPC errors that say the request itself was wrong: parse error, invalid request, unknown
+# method, invalid params.
+_CALLERS_RPC_ERRORS = (-32700, -32600, -32601, -32602)
+
+
+def _failure_cause(context: ToolContext | None, observed) -> dict:
+    """Whose doing a failed request was (``cause``, a ``Cause`` or ``refused`` or
+    ``connector``) and the kind's short account of it: a connector's health counts only
+    ``upstream`` and ``connector`` (upstream.health)."""
+    notes = context.notes if context is not None else {}
+    if notes.get(REFUSED):
+        return {"cause": "refused"}
+    if notes.get(CAUSE):
+        return {"cause": notes[CAUSE], "cause_detail": notes.get(CAUSE_DETAIL, "")}
+    if 400 <= observed.status < 500 or observed.rpc_error_code() in _CALLERS_RPC_ERRORS:
+        return {"cause": Cause.INPUT}
+    # Nobody explained it: a crash, an internal error, a tool error of a kind that blames no one.
+    return {"cause": "connector", "cause_detail": observed.error_message()[:200]}
 
 
 def _tool_context(check: BearerCheck, tenant: str, connector: str) -> ToolContext:
@@ -460,6 +488,13 @@ class _Observed:
             if isinstance(answer, dict) and ("result" in answer or "error" in answer):
                 return answer
         return None
+
+    def rpc_error_code(self) -> int | None:
+        """The JSON-RPC error code of the answer, if it is an error."""
+        answer = self._answer()
+        error = answer.get("error") if answer is not None else None
+        code = error.get("code") if isinstance(error, dict) else None
+        return code if isinstance(code, int) else None
 
     def error_message(self) -> str:
         """What the caller was told: a tool error's text or the JSON-RPC error message."""

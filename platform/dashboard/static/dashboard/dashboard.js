@@ -66,7 +66,16 @@
         });
         root.querySelectorAll('[data-live="health"]').forEach(function (el) {
           el.className = "badge " + data.health;
-          el.textContent = data.health === "ok" ? "healthy" : (data.health === "off" ? "disabled" : "needs attention");
+          el.textContent = data.health_label;
+          el.title = (data.reasons || []).join("; ");
+        });
+        root.querySelectorAll('[data-live="reasons"]').forEach(function (list) {
+          list.replaceChildren.apply(list, (data.reasons || []).map(function (reason) {
+            var item = document.createElement("li");
+            item.textContent = reason;
+            return item;
+          }));
+          list.hidden = !(data.reasons || []).length;
         });
         (data.connections || []).forEach(function (c) {
           var badge = document.querySelector('[data-connection-status="' + c.id + '"]');
