@@ -19,6 +19,7 @@ from oauth2_provider.models import Application
 
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke
+from config.proxy import client_address
 from connectors.base import declared_tools, get_kind
 from dashboard.accounts import emails_print_to_console
 from dashboard.forms import (
@@ -713,6 +714,7 @@ async def _doctor_page(request, connector_id: int, *, upstream: bool):
     from asgiref.sync import sync_to_async
 
     from doctor.checks import run_checks
+    from doctor.runs import connection_test
     from doctor.steps import steps_failed
 
     user = await request.auser()
@@ -724,9 +726,14 @@ async def _doctor_page(request, connector_id: int, *, upstream: bool):
         target = await sync_to_async(_upstream_test_url)(access.connector)
         if not target:
             raise Http404("this connector fronts no server of its own")
-    # The upstream's URL is a tenant's choice: the doctor connects there only as the connector
-    # does (public addresses, or OUTBOUND_ALLOWED_NETWORKS).
-    steps = await sync_to_async(run_checks, thread_sensitive=False)(target, guarded=upstream)
+    if upstream:
+        # The upstream's URL is a tenant's choice: the doctor connects there only as the
+        # connector does (public addresses, or OUTBOUND_ALLOWED_NETWORKS).
+        steps = await sync_to_async(run_checks, thread_sensitive=False)(target, guarded=True)
+    else:
+        steps = await sync_to_async(connection_test, thread_sensitive=False)(
+            connector=access.connector, user=user, ip=client_address(request)
+        )
     context = {
         "connector": access.connector,
         "tenant": access.connector.tenant,

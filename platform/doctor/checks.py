@@ -94,20 +94,22 @@ def run_checks(
     redirect_uris: Sequence[str] = (),
     timeout: float = 10.0,
     guarded: bool = False,
+    run: str = "",
 ) -> list[Step]:
     """Check ``url`` as Claude, Cursor, VS Code and each spec generation would; one Step each.
 
     Sends no credentials; the only state left behind is the test registrations the server
     would not let the doctor delete (the cleanup step says which). ``guarded`` (a URL a tenant
-    chose): only public addresses or OUTBOUND_ALLOWED_NETWORKS are connected to. Raises
-    ValueError for a URL or redirect URI that is not an absolute http(s) URL.
+    chose): only public addresses or OUTBOUND_ALLOWED_NETWORKS are connected to. ``run`` names
+    the run in every request's User-Agent (see ``doctor.runs``). Raises ValueError for a URL or
+    redirect URI that is not an absolute http(s) URL.
     """
     _require_http_url(url, "the MCP URL")
     for uri in redirect_uris:
         if not urlsplit(uri).scheme or not (urlsplit(uri).netloc or urlsplit(uri).path):
             raise ValueError(f"--redirect-uri must be an absolute URI, not {uri!r}")
     own_client = http is None
-    http = http or doctor_http_client(timeout=timeout, guarded=guarded)
+    http = http or doctor_http_client(timeout=timeout, guarded=guarded, run=run)
     findings = Findings(url=url, http=http)
     steps: list[Step] = []
     try:

@@ -22,7 +22,15 @@ OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
 MAX_DISCOVERY_REDIRECTS = 3
 
 
-def doctor_http_client(*, timeout: float = 10.0, guarded: bool = False) -> httpx.Client:
+def user_agent(run: str = "") -> str:
+    """The doctor's User-Agent; with ``run``, it names the run, so the platform's trace can
+    gather that run's requests into one entry (events.trace)."""
+    return USER_AGENT if not run else f"{USER_AGENT[:-1]}; run {run})"
+
+
+def doctor_http_client(
+    *, timeout: float = 10.0, guarded: bool = False, run: str = ""
+) -> httpx.Client:
     """The one client every doctor request goes through.
 
     Redirects are not followed (a redirect is itself a finding), cookies are refused (the doctor
@@ -34,7 +42,7 @@ def doctor_http_client(*, timeout: float = 10.0, guarded: bool = False) -> httpx
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": user_agent(run)},
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         transport=guard_transport(transport) if guarded else transport,
         trust_env=not guarded,

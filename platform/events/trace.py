@@ -58,9 +58,14 @@ KIND_LABEL = {
     "upstream.reauth_needed": "Upstream needs reconnecting",
     "upstream.reauth_notified": "Admins emailed to reconnect",
     "upstream.disconnected": "Upstream disconnected",
+    "doctor.run": "Test connection",
 }
 KNOWN_KINDS = sorted(KIND_LABEL)
 
+# The doctor's User-Agent names its run (doctor.wire.user_agent).
+DOCTOR_AGENT = "(mcp-connection-doctor"
+# A test run still "running" after this long never finished.
+TEST_RUN_LIMIT = timedelta(minutes=5)
 # How long anonymous requests from one address stay tied to each other.
 ANONYMOUS_WINDOW = timedelta(minutes=10)
 # An attempt idle this long without finishing is "stopped", not "in progress".
@@ -100,16 +105,20 @@ class Attempt:
     reached: str = ""  # the furthest connect step reached
     stopped_at: str = ""  # the step that failed or the last one reached
     hint: str = ""
+    # A "Test connection" run (doctor.runs): its doctor.run event, or None for a client's attempt.
+    test_run: Event | None = None
     # Set while grouping: the first step of an attempt that has been completed.
     _done: bool = False
 
     @property
     def started(self) -> datetime:
-        return self.steps[0].event.created
+        # Steps are in the order the client took them, which is not always the order the rows
+        # were written in (a 401 is recorded after it is sent): the times are the rows'.
+        return min(s.event.created for s in self.steps)
 
     @property
     def last(self) -> datetime:
-        return self.steps[-1].event.created
+        return max(s.event.created for s in self.steps)
 
     @property
     def user_ids(self) -> set[int]:
@@ -236,6 +245,18 @@ def _collect(connector: Connector, since: datetime) -> tuple[list[Event], bool]:
                 created__gte=start,
             )[:MAX_EVENTS]
         )
+    runs = {str(e.detail.get("run")) for e in own if e.kind == "doctor.run" and e.detail}
+    if runs:
+        # The requests of this connector's test runs that named no connector (registrations).
+        related += [
+            e
+            for e in Event.objects.filter(
+                connector__isnull=True,
+                user_agent__contains=f"{DOCTOR_AGENT}; run ",
+                created__gte=start,
+            )[:MAX_EVENTS]
+            if _run_of(e) in runs
+        ]
     # Many clients share an address (a client vendor's servers): a registration seen from one
     # belongs here only if its client never turned up at another connector.
     elsewhere = set(
@@ -258,6 +279,62 @@ def _collect(connector: Connector, since: datetime) -> tuple[list[Event], bool]:
         ),
     )
     return events, truncated
+
+
+def _test_runs(events: list[Event]) -> tuple[list[Attempt], list[Event]]:
+    """The "Test connection" runs among ``events``, each one attempt holding its doctor.run
+    event and the requests its User-Agent names; and the other events."""
+    runs = {
+        str(e.detail.get("run")): Attempt(client_id="", origin=e.ip or "", test_run=e)
+        for e in events
+        if e.kind == "doctor.run" and (e.detail or {}).get("run")
+    }
+    rest = []
+    for event in events:
+        attempt = runs.get(_run_of(event)) if event.kind != "doctor.run" else None
+        if event.kind == "doctor.run" and str((event.detail or {}).get("run")) in runs:
+            attempt = runs[str(event.detail["run"])]
+        if attempt is None:
+            rest.append(event)
+        else:
+            attempt.add(_step(event))
+    for attempt in runs.values():
+        attempt.steps.sort(key=lambda s: (s.event.created, s.event.id))
+    return list(runs.values()), rest
+
+
+def _run_of(event: Event) -> str:
+    """The doctor run an event's request came from (its User-Agent says), or ""."""
+    marker = "; run "
+    agent = event.user_agent or ""
+    if DOCTOR_AGENT not in agent or marker not in agent:
+        return ""
+    return agent.rsplit(marker, 1)[1].rstrip(")")
+
+
+def _conclude_test_run(attempt: Attempt, now: datetime) -> None:
+    run = attempt.test_run
+    d = run.detail or {}
+    counts = d.get("counts") or {}
+    if d.get("state") == "running":
+        attempt.state = "in_progress" if now - run.created < TEST_RUN_LIMIT else "stopped"
+        attempt.hint = (
+            "The doctor is still running its checks."
+            if attempt.state == "in_progress"
+            else "The test run never finished (the server stopped while it ran)."
+        )
+        return
+    attempt.state = "passed" if run.outcome == Event.Outcome.OK else "failed"
+    summary = (
+        f"{counts.get('PASS', 0)} checks passed, {counts.get('WARN', 0)} warned, "
+        f"{counts.get('FAIL', 0)} failed, {counts.get('SKIP', 0)} skipped."
+    )
+    if d.get("failed_steps"):
+        summary += " Failed: " + ", ".join(map(str, d["failed_steps"]))[:300] + "."
+    attempt.hint = (
+        "Test connection: the doctor checked this connector as Claude, Cursor and VS Code "
+        "would, without signing in; its requests are below. " + summary
+    )
 
 
 def _group(events: list[Event]) -> tuple[list[Attempt], list[Step]]:
@@ -516,6 +593,7 @@ def connect_trace(
     none are dropped); an attempt's state and hint always come from all its steps."""
     now = timezone.now()
     events, truncated = _collect(connector, since or now - TRACE_WINDOW)
+    runs, events = _test_runs(events)
     attempts, activity = _group(events)
     names = dict(
         Application.objects.filter(
@@ -523,16 +601,19 @@ def connect_trace(
         ).values_list("client_id", "name")
     )
     result = []
-    for attempt in attempts:
-        _conclude(attempt, now, connector)
-        attempt.client_name = names.get(attempt.client_id) or next(
-            (
-                s.event.detail.get("client_name")
-                for s in attempt.steps
-                if s.event.kind == "oauth.register" and s.event.detail.get("client_name")
-            ),
-            "",
-        )
+    for attempt in [*attempts, *runs]:
+        if attempt.test_run is not None:
+            _conclude_test_run(attempt, now)
+        else:
+            _conclude(attempt, now, connector)
+            attempt.client_name = names.get(attempt.client_id) or next(
+                (
+                    s.event.detail.get("client_name")
+                    for s in attempt.steps
+                    if s.event.kind == "oauth.register" and s.event.detail.get("client_name")
+                ),
+                "",
+            )
         if user is not None and user.pk not in attempt.user_ids:
             continue
         if client_id and attempt.client_id != client_id:

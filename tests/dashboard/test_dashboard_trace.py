@@ -217,3 +217,76 @@ def test_text_a_client_wrote_is_never_a_hint(echo):
     assert attempt.state == "failed"
     assert "evil.example" not in attempt.hint
     assert attempt.hint
+
+
+def test_an_attempt_whose_401_was_written_late_keeps_its_times_in_order(echo):
+    """The gateway records its 401 after sending it, so the metadata fetch it provoked can be
+    written first; the attempt still starts at its first row and ends at its last."""
+    _flow(echo, ip="10.0.0.9", client_id="c9", upto="discovery.as_metadata")
+    probe = Event.objects.get(kind="mcp.unauthenticated")
+    metadata = Event.objects.get(kind="discovery.resource_metadata")
+    Event.objects.filter(pk=probe.pk).update(created=metadata.created + timedelta(seconds=0.5))
+
+    [attempt] = connect_trace(echo).attempts
+    assert attempt.steps[0].event.kind == "mcp.unauthenticated"  # the client's order
+    assert attempt.started == metadata.created
+    assert attempt.last == Event.objects.get(kind="discovery.as_metadata").created
+    assert attempt.started <= attempt.last
+
+
+def _doctor_run(connector, user, *, run="ab12", agent_run=None, state="passed"):
+    """What doctor.runs writes: the doctor.run row and requests naming the run."""
+    from doctor.wire import user_agent
+
+    start = timezone.now() - timedelta(minutes=3)
+    event_record(
+        kind="doctor.run",
+        connector=connector,
+        user_id=user.pk,
+        ip="10.0.0.5",
+        outcome="ok" if state == "passed" else "error",
+        detail={"run": run, "state": state, "counts": {"PASS": 17}, "failed_steps": []},
+    )
+    agent = user_agent(agent_run if agent_run is not None else run)
+    for kind, on_connector, cid, status in (
+        ("mcp.unauthenticated", True, "", 401),
+        ("discovery.resource_metadata", True, "", 200),
+        ("discovery.as_metadata", False, "", 200),
+        ("oauth.register", False, "doc-claude", 201),
+        ("oauth.register", False, "doc-cursor", 201),
+        ("oauth.register", False, "doc-vscode", 201),
+    ):
+        event_record(
+            kind=kind,
+            outcome="denied" if status == 401 else "ok",
+            connector=connector if on_connector else None,
+            client_id=cid,
+            ip="10.0.0.5",
+            user_agent=agent,
+            status_code=status,
+            detail={"client_name": "Claude (connection doctor)"} if cid else {},
+        )
+    for n, event in enumerate(Event.objects.order_by("id")):
+        Event.objects.filter(pk=event.pk).update(created=start + timedelta(seconds=n))
+
+
+def test_a_test_connection_run_is_one_entry(echo, django_user_model):
+    alice = django_user_model.objects.create_user("alice")
+    _doctor_run(echo, alice)
+
+    [run] = connect_trace(echo).attempts
+    assert run.test_run is not None and run.state == "passed"
+    assert [s.event.kind for s in run.steps][:2] == ["doctor.run", "mcp.unauthenticated"]
+    assert len(run.steps) == 7 and run.started <= run.last
+    assert run.client_name == "" and "17 checks passed" in run.hint
+
+
+def test_requests_naming_no_recorded_run_stay_ordinary_attempts(echo, django_user_model):
+    """A client cannot hide its requests in a test run by copying the doctor's User-Agent."""
+    alice = django_user_model.objects.create_user("alice")
+    _doctor_run(echo, alice, agent_run="forged")
+
+    attempts = connect_trace(echo).attempts
+    [run] = [a for a in attempts if a.test_run is not None]
+    assert [s.event.kind for s in run.steps] == ["doctor.run"]
+    assert len(attempts) > 1
