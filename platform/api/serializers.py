@@ -182,13 +182,22 @@ class TraceStepOut(serializers.Serializer):
 class AttemptOut(serializers.Serializer):
     client_id = serializers.CharField()
     client_name = serializers.CharField()
-    state = serializers.ChoiceField(choices=["connected", "failed", "stopped", "in_progress"])
+    state = serializers.ChoiceField(
+        choices=["connected", "failed", "stopped", "in_progress", "passed"],
+        help_text="A test run (test_run) is passed, failed, in_progress or stopped.",
+    )
+    test_run = serializers.SerializerMethodField(
+        help_text="A dashboard Test connection run, not a client's attempt."
+    )
     reached = serializers.CharField()
     stopped_at = serializers.CharField()
     hint = serializers.CharField()
     started = serializers.DateTimeField()
     last = serializers.DateTimeField()
     steps = TraceStepOut(many=True)
+
+    def get_test_run(self, attempt) -> bool:
+        return attempt.test_run is not None
 
 
 # --- input --------------------------------------------------------------------------------------

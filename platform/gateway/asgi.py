@@ -392,7 +392,7 @@ def _failure_cause(context: ToolContext | None, observed) -> dict:
     if notes.get(CAUSE):
         return {"cause": notes[CAUSE], "cause_detail": notes.get(CAUSE_DETAIL, "")}
     if 400 <= observed.status < 500 or observed.rpc_error_code() in _CALLERS_RPC_ERRORS:
-        return {"cause": Cause.INPUT}
+        return {"cause": str(Cause.INPUT)}
     # Nobody explained it: a crash, an internal error, a tool error of a kind that blames no one.
     return {"cause": "connector", "cause_detail": observed.error_message()[:200]}
 
