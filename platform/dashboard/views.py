@@ -726,7 +726,6 @@ async def _doctor_page(request, connector_id: int, *, upstream: bool):
         target = await sync_to_async(_upstream_test_url)(access.connector)
         if not target:
             raise Http404("this connector fronts no server of its own")
-    if upstream:
         # The upstream's URL is a tenant's choice: the doctor connects there only as the
         # connector does (public addresses, or OUTBOUND_ALLOWED_NETWORKS).
         steps = await sync_to_async(run_checks, thread_sensitive=False)(target, guarded=True)
