@@ -12,6 +12,9 @@ from connectors.base import EmbeddedEmulator, EmbeddedSetup
 from connectors.quickbooks import env
 
 EMULATOR_CLIENT_ID = "embedded-demo-client"
+# Under VAR_DIR: the emulator's companies, grants and tokens outlive a restart of serve, as
+# Intuit's do (delete the file to see the platform find every connection's grant gone).
+STATE_FILE = "quickbooks-emulator.json"
 START_SECONDS = 120
 
 
@@ -38,6 +41,8 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
             secret,
             "--redirect-uri",
             setup.callback_url,
+            "--state-file",
+            str(setup.var_dir / STATE_FILE),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

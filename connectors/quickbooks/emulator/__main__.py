@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import uvicorn
 
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> None:
         help="registered redirect URI (repeatable; default: accept any)",
     )
     parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="keep companies, grants and tokens in this file across restarts (default: memory)",
+    )
+    parser.add_argument(
         "--auto-approve", action="store_true", help="skip the consent page and approve at once"
     )
     args = parser.parse_args(argv)
@@ -34,10 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         client_secret=args.client_secret,
         redirect_uris=args.redirect_uris,
         auto_approve=args.auto_approve,
+        state_path=args.state_file,
     )
     print(f"Intuit emulator at {base_url}", flush=True)
     print(f"  discovery: {base_url}/.well-known/openid_configuration", flush=True)
     print(f"  client id: {args.client_id}", flush=True)
+    if args.state_file:
+        print(f"  state:     {args.state_file}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 

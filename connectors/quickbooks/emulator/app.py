@@ -6,6 +6,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -31,7 +32,8 @@ def new_intuit_tid() -> str:
 
 
 class IntuitResponseMiddleware:
-    """Adds the `intuit_tid` header to every response, logs requests, turns crashes into 500s.
+    """Adds the `intuit_tid` header to every response, logs requests, turns crashes into 500s,
+    and saves the state (when kept in a file) before the answer of a request that may change it.
 
     It is the outermost layer, so even routing errors and unexpected exceptions carry a tid.
     """
@@ -47,6 +49,10 @@ class IntuitResponseMiddleware:
         tid = new_intuit_tid()
         status: list[int] = []
         recorded = False
+        # Reads change nothing worth keeping; the authorize page issues codes on GET too.
+        changes_state = (
+            scope["method"] not in ("GET", "HEAD") or scope["path"] == views_oauth.AUTHORIZE_PATH
+        )
 
         def record(status_code: int | None) -> None:
             # Recorded before the response leaves, so a test that got its answer finds the record.
@@ -74,6 +80,9 @@ class IntuitResponseMiddleware:
                 }
                 status.append(message["status"])
                 record(message["status"])
+                if changes_state:
+                    # Before the answer leaves: a client never holds a token the file lacks.
+                    self.emulator.save()
             elif scope.get(DROP_RESPONSE_SCOPE_KEY):
                 # A "drop_after" fault: headers went out, the body never does; the server
                 # closes the connection when the app returns with the response incomplete.
@@ -131,11 +140,14 @@ def create_app(
     lifetimes: TokenLifetimes | None = None,
     throttle: ThrottleLimits | None = None,
     auth_fault_style: str = "alternate",
+    state_path: Path | None = None,
 ) -> Starlette:
     """An emulated Intuit (OAuth + Accounting API) for one app registration.
 
     `base_url` is where the app will be served (its discovery document points there).
     `redirect_uris`: the registered list, matched exactly; None accepts any redirect URI.
+    `state_path`: a file that keeps companies, grants and tokens across restarts (restored now,
+    saved after each change); None keeps everything in memory only.
     `app.state.emulator` is the `Emulator` to steer it from tests.
     """
     settings = EmulatorSettings(
@@ -147,7 +159,9 @@ def create_app(
         lifetimes=lifetimes or TokenLifetimes(),
         throttle=throttle or ThrottleLimits(),
     )
-    emulator = Emulator(base_url=base_url, settings=settings, clock=clock or Clock())
+    emulator = Emulator(
+        base_url=base_url, settings=settings, clock=clock or Clock(), state_path=state_path
+    )
     app = Starlette(
         routes=_routes(),
         middleware=[Middleware(IntuitResponseMiddleware, emulator=emulator)],

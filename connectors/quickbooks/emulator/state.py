@@ -1,7 +1,9 @@
 """The emulator's whole state, and the handles tests use to steer it.
 
 Everything lives in memory behind one re-entrant lock: request handlers run on the server's event
-loop while tests call these methods from their own thread.
+loop while tests call these methods from their own thread. With a ``state_path`` (the embedded
+default), what Intuit would remember across our restarts is also kept in that file
+(``persistence``), saved by the app after every request that may change it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .clock import Clock
 from .company import Company
 from .faults import AUTH_FAULT_STYLES, InjectedFault
+from .persistence import (
+    state_document,
+    state_read,
+    state_restore,
+    state_set_aside,
+    state_write,
+)
 from .ratelimit import RealmRateLimiter, ThrottleLimits
 from .seed import seed_company
 from .tokens import ACCOUNTING_SCOPE, TokenAuthority, TokenIssue, TokenLifetimes, build_id_token
@@ -72,16 +82,31 @@ class RequestRecord:
 class Emulator:
     """State of one emulated Intuit; reachable as `app.state.emulator`."""
 
-    def __init__(self, *, base_url: str, settings: EmulatorSettings, clock: Clock):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        settings: EmulatorSettings,
+        clock: Clock,
+        state_path: Path | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.lock = threading.RLock()
+        self.state_path = state_path
         self._initial_settings = copy.deepcopy(settings)
         self._active_requests = 0  # survives reset(): requests may outlive a test
-        self.reset()
+        self._reset_memory()
+        self._restore()
 
     def reset(self) -> None:
-        """Forget everything: companies, grants, faults, counters, settings changes, the clock."""
+        """Forget everything: companies, grants, faults, counters, settings changes, the clock
+        (and the saved state)."""
+        with self.lock:
+            self._reset_memory()
+            self.save()
+
+    def _reset_memory(self) -> None:
         with self.lock:
             self.settings = copy.deepcopy(self._initial_settings)
             self.counters: Counter[str] = Counter()
@@ -93,6 +118,28 @@ class Emulator:
             self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
             self._auth_faults_sent = 0
             self.clock.reset()
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write what survives a restart to ``state_path`` (nothing without one)."""
+        if self.state_path is None:
+            return
+        with self.lock:
+            state_write(self.state_path, state_document(self))
+
+    def _restore(self) -> None:
+        if self.state_path is None:
+            return
+        document = state_read(self.state_path)
+        if document is None:
+            return
+        with self.lock:
+            try:
+                state_restore(self, document)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._reset_memory()
+                state_set_aside(self.state_path, exc)
 
     @property
     def issuer(self) -> str:
