@@ -234,3 +234,14 @@ def upstream_connections_claim_due(*, batch: int | None = None) -> list[int]:
             refresh_queued_until=now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS * 5)
         )
     return ids
+
+
+def upstream_connections_in_use(*, provider: str) -> list[int]:
+    """Connections to ``provider`` that count as usable (active, refreshing, or retrying)."""
+    return list(
+        UpstreamConnection.objects.filter(
+            provider=provider, status__in=[Status.ACTIVE, Status.REFRESHING, Status.ERROR]
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

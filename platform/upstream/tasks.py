@@ -10,7 +10,11 @@ from django.db import transaction
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.services import event_record
 from upstream.models import UpstreamConnection
-from upstream.refresh import upstream_connection_refresh, upstream_connections_claim_due
+from upstream.refresh import (
+    upstream_connection_refresh,
+    upstream_connections_claim_due,
+    upstream_connections_in_use,
+)
 from upstream.services import (
     upstream_connection_notify_reauth,
     upstream_connections_awaiting_notice,
@@ -26,9 +30,9 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
 
 
 @shared_task(bind=True, max_retries=None)
-def upstream_refresh(self, connection_id: int) -> None:
+def upstream_refresh(self, connection_id: int, force: bool = False) -> None:
     try:
-        upstream_connection_refresh(connection_id=connection_id)
+        upstream_connection_refresh(connection_id=connection_id, force=force)
     except UpstreamConnection.DoesNotExist:
         return
     except UpstreamReauthRequired:
@@ -78,4 +82,17 @@ def upstream_sweep() -> int:
         transaction.on_commit(lambda pk=connection_id: upstream_notify_reauth.delay(pk))
     # The sweep's own heartbeat: /readyz and the dashboard read the newest one.
     event_record(kind="upstream.sweep", detail={"enqueued": len(ids)})
+    return len(ids)
+
+
+@shared_task
+def upstream_check_provider(provider: str) -> int:
+    """Ask ``provider`` about each of its connections still counted usable (one forced refresh
+    each), so a grant it no longer knows shows as needs_reauth, with the provider's reason,
+    before anyone calls a tool. ``serve`` queues this when it (re)started that provider's
+    emulator; a deployment against the real provider leaves it to the sweep."""
+    ids = upstream_connections_in_use(provider=provider)
+    for connection_id in ids:
+        upstream_refresh.delay(connection_id, force=True)
+    event_record(kind="upstream.startup_check", detail={"provider": provider, "checked": len(ids)})
     return len(ids)

@@ -1,7 +1,8 @@
 """``uv run manage.py serve`` on the embedded default, as a newcomer runs it: no PostgreSQL or
 Redis variables. It migrates, creates the demo tenant, starts the Intuit emulator, a worker and
 beat; the SDK client connects to the demo connector through the emulator's consent page and
-calls tools; SIGINT stops everything; a second run reuses the data."""
+calls tools; SIGINT stops everything; a second run reuses the data, and the connection made
+before the restart (its QuickBooks grant kept by the emulator under VAR_DIR)."""
 
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -66,15 +68,46 @@ def wait_ready(base: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def test_serve_gives_a_working_demo_connector(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+def embedded_env(tmp_path, base: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "CACHE_REDIS_URL")
     }
     env.update(VAR_DIR=str(tmp_path), PUBLIC_URL=base, UPSTREAM_SWEEP_SECONDS="2")
+    return env
+
+
+def demo_connection(browser: Browser, base: str, until, timeout: float = 120) -> dict:
+    """The demo connector's QuickBooks connection as the API shows it, once ``until(it)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connectors = browser.http.get(f"{base}/api/v1/connectors/").json()["results"]
+        demo = next(c for c in connectors if c["slug"] == "quickbooks")
+        found = browser.http.get(f"{base}/api/v1/connectors/{demo['id']}/connections/").json()
+        connections = found["results"]
+        if connections and until(connections[0]):
+            return connections[0]
+        assert time.monotonic() < deadline, connections
+        time.sleep(0.5)
+
+
+def refreshed_at(connection: dict) -> datetime:
+    return datetime.fromisoformat(connection["last_refresh_at"].replace("Z", "+00:00"))
+
+
+async def call_query(url: str, browser: Browser, storage: MemoryStorage):
+    async with connected(url, oauth_provider(url, browser, storage)) as client:
+        return await client.call_tool(
+            "query", {"query": "SELECT * FROM Customer", "max_results": 2}
+        )
+
+
+def test_serve_gives_a_working_demo_connector(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = embedded_env(tmp_path, base)
+    storage = MemoryStorage()
 
     serve = Serve(env)
     try:
@@ -91,7 +124,7 @@ def test_serve_gives_a_working_demo_connector(tmp_path):
         browser = Browser(username, password, also_visits=(emulator,))
 
         async def use_the_connector():
-            provider = oauth_provider(url, browser, MemoryStorage())
+            provider = oauth_provider(url, browser, storage)
             async with connected(url, provider) as client:
                 info = await client.call_tool("company_info", {})
                 rows = await client.call_tool(
@@ -103,6 +136,7 @@ def test_serve_gives_a_working_demo_connector(tmp_path):
         assert not info.is_error and info.structured_content["CompanyName"]
         assert not rows.is_error and len(rows.structured_content["rows"]) == 3
         assert any('name="decision"' in page.text for page in browser.pages)  # Intuit's page
+        before_restart = demo_connection(browser, base, lambda c: True)
 
         children = _children_of(serve.process.pid)
         assert len(children) == 3, children  # emulator, worker, beat
@@ -124,6 +158,64 @@ def test_serve_gives_a_working_demo_connector(tmp_path):
         assert again.wait_for(r"sign in:\s+(\S+) / (\S+)").groups() == (username, password)
         wait_ready(base)
         assert httpx.post(url, json={}).status_code == 401
+        # At start-up the worker asked the restarted emulator about the connection: it still
+        # knows the grant, so the connection stays active (freshly refreshed).
+        checked = demo_connection(
+            browser,
+            base,
+            lambda c: c["status"] == "active" and refreshed_at(c) > refreshed_at(before_restart),
+        )
+        assert (checked["status"], checked["last_error"]) == ("active", "")
+        # The client made before the restart calls a tool with its tokens: no new sign-in.
+        pages = len(browser.pages)
+        rows = anyio.run(call_query, url, browser, storage)
+        assert not rows.is_error, rows
+        assert len(rows.structured_content["rows"]) == 2
+        assert len(browser.pages) == pages, "the client had to connect again"
+    finally:
+        assert again.stop() == 0
+
+
+def test_serve_finds_a_dead_grant_at_start_up(tmp_path):
+    """The emulator lost its memory while serve was down (its state file is gone): the
+    connection shows "needs reconnect" with Intuit's reason before anyone calls a tool."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = embedded_env(tmp_path, base)
+    storage = MemoryStorage()
+
+    serve = Serve(env)
+    try:
+        url = serve.wait_for(r"connector:\s+(\S+)")[1]
+        username, password = serve.wait_for(r"sign in:\s+(\S+) / (\S+)").groups()
+        emulator = serve.wait_for(r"QuickBooks: emulator at (\S+)")[1]
+        wait_ready(base)
+        browser = Browser(username, password, also_visits=(emulator,))
+        assert not anyio.run(call_query, url, browser, storage).is_error
+        demo_connection(browser, base, lambda c: c["status"] == "active")
+    finally:
+        assert serve.stop() == 0
+    (tmp_path / "quickbooks-emulator.json").unlink()
+
+    again = Serve(env)
+    try:
+        wait_ready(base)
+        # Until the check, the row still says what it said before the restart (active, or
+        # retrying a refresh the shutdown cut short).
+        dead = demo_connection(browser, base, lambda c: c["status"] == "needs_reauth")
+        assert "invalid_grant" in dead["last_error"]
+        # The dashboard's connector page shows it, with the reason.
+        connectors = browser.http.get(f"{base}/api/v1/connectors/").json()["results"]
+        demo_id = next(c["id"] for c in connectors if c["slug"] == "quickbooks")
+        page = browser.http.get(f"{base}/dashboard/connectors/{demo_id}/").text
+        row = re.search(rf'data-connection-status="{dead["id"]}">([^<]+)<', page)
+        assert row and row[1] == "Needs reconnect", page
+        assert re.search(rf'data-connection-error="{dead["id"]}">[^<]*invalid_grant', page)
+        # No tool call was needed to find out; the next one says what to do.
+        pages = len(browser.pages)
+        answer = anyio.run(call_query, url, browser, storage)
+        assert answer.is_error and "reconnect" in answer.content[0].text, answer
+        assert len(browser.pages) == pages
     finally:
         assert again.stop() == 0
 

@@ -4,6 +4,10 @@ Migrates, creates a demo tenant on first run, starts each installed kind's embed
 (embedded default only; a kind skips it when real credentials are configured), a Celery worker
 and beat, and serves web and MCP with uvicorn. Ctrl-C (SIGINT) or SIGTERM stops the children,
 then the web server.
+
+An emulator keeps its state under VAR_DIR, but it restarted with us: whatever it no longer
+knows is dead, so the worker asks it about each of its connections at once (a forced refresh),
+and a lost grant shows as "needs reconnect" before anyone's first tool call.
 """
 
 import os
@@ -46,11 +50,12 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         child_env = {"PYTHONPATH": os.pathsep.join(sys.path)}
         try:
-            banners = self._start_emulators(children, child_env) if settings.EMBEDDED else []
+            emulators = self._start_emulators(children, child_env) if settings.EMBEDDED else []
             if not no_worker:
                 children += self._start_celery(child_env)
+                self._check_connections(providers=[p for _, p in emulators if p])
             demo = None if no_demo else self._demo()
-            self._banner(host, port, demo, banners)
+            self._banner(host, port, demo, [banner for banner, _ in emulators])
             uvicorn.run(
                 "config.asgi:application",
                 host=host,
@@ -72,10 +77,10 @@ class Command(BaseCommand):
 
     def _start_emulators(
         self, children: list[subprocess.Popen], child_env: dict[str, str]
-    ) -> list[str]:
+    ) -> list[tuple[str, str]]:
         """Each kind's embedded emulator (each on a free port), and point this
-        process and its workers at them; returns the banner lines."""
-        banners = []
+        process and its workers at them; returns each one's banner line and upstream provider."""
+        emulators = []
         for kind in all_kinds().values():
             if kind.embedded_emulator is None:
                 continue
@@ -107,8 +112,15 @@ class Command(BaseCommand):
             os.environ.update(started.environment)
             for name, value in started.environment.items():
                 setattr(settings, name, value)
-            banners.append(started.banner)
-        return banners
+            emulators.append((started.banner, kind.upstream.provider if kind.upstream else ""))
+        return emulators
+
+    def _check_connections(self, *, providers: list[str]) -> None:
+        """Queue the worker's check of the restarted emulators' connections (upstream.tasks)."""
+        from upstream.tasks import upstream_check_provider
+
+        for provider in providers:
+            upstream_check_provider.delay(provider)
 
     def _start_celery(self, env: dict[str, str]) -> list[subprocess.Popen]:
         celery = [sys.executable, "-m", "celery", "-A", "config"]
