@@ -43,12 +43,22 @@ def awaiting_get(request, authorization_id: str) -> dict | None:
     return entry["pending"] if entry is not None and entry["outcome"] is None else None
 
 
-def awaiting_hand_back(request, authorization_id: str, *, denied: str = "") -> HttpResponseRedirect:
-    """The upstream hop is done: ``denied`` says why the user refused it at the provider, else
-    the member's connection is usable. Answer with the redirect to the resume URL."""
+def awaiting_hand_back(
+    request, authorization_id: str, *, denied: str = "", unavailable: str = ""
+) -> HttpResponseRedirect:
+    """The upstream hop is done: ``denied`` says why the user refused it at the provider,
+    ``unavailable`` why the upstream cannot be used now (no shared account, the provider
+    unreachable), else the member's connection is usable. Answer with the redirect to the
+    resume URL."""
     kept = _awaiting(request)
     if authorization_id in kept and kept[authorization_id]["outcome"] is None:
-        kept[authorization_id]["outcome"] = {"denied": denied} if denied else {"connected": True}
+        if denied:
+            outcome = {"denied": denied}
+        elif unavailable:
+            outcome = {"unavailable": unavailable}
+        else:
+            outcome = {"connected": True}
+        kept[authorization_id]["outcome"] = outcome
         request.session[AWAITING_KEY] = kept
     return HttpResponseRedirect(
         reverse("oauth2_provider:authorize-resume", args=[authorization_id])

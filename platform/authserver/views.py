@@ -24,6 +24,7 @@ from oauth2_provider.views import RevokeTokenView, TokenView
 from oauth2_provider.views.base import BaseAuthorizationView
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
 
+from authserver.availability import connector_unavailable_reason
 from authserver.consent import (
     cimd_host,
     client_digest,
@@ -50,6 +51,8 @@ from tenants.selectors import (
 
 PENDING_KEY = "pending_authorizations"
 MAX_PENDING = 10
+UNAVAILABLE = "temporarily_unavailable"  # RFC 6749 4.1.2.1
+UNAVAILABLE_DEFAULT = "The connector cannot be used right now."
 
 
 def _page(request, title: str, message: str, status: int):
@@ -121,6 +124,13 @@ class AuthorizeView(BaseAuthorizationView):
                     403,
                 )
 
+        # What the member cannot fix on the way (the tenant's shared upstream account is not
+        # connected): said before Allow, and the client is told instead of getting a code.
+        unavailable = {
+            choice.pk: reason
+            for choice in choices
+            if (reason := connector_unavailable_reason(connector=choice, user=request.user))
+        }
         pending = {
             "client_id": credentials["client_id"],
             "redirect_uri": credentials["redirect_uri"],
@@ -140,15 +150,19 @@ class AuthorizeView(BaseAuthorizationView):
             connector,
             application,
             status=200,
-            detail={"resource_sent": bool(resources)},
+            detail={"resource_sent": bool(resources), "unavailable": bool(unavailable)},
         )
 
-        if connector and consent_remembered(
-            user=request.user,
-            application=application,
-            connector=connector,
-            redirect_uri=credentials["redirect_uri"],
-            scopes=scopes,
+        if (
+            connector
+            and not unavailable
+            and consent_remembered(
+                user=request.user,
+                application=application,
+                connector=connector,
+                redirect_uri=credentials["redirect_uri"],
+                scopes=scopes,
+            )
         ):
             return self.complete(request, pending, connector)
 
@@ -170,7 +184,14 @@ class AuthorizeView(BaseAuthorizationView):
                 "registered_redirect_hosts": redirect_hosts(application),
                 "cimd_host": cimd_host(application),
                 "connector": connector,
-                "choices": choices,
+                "choices": [(choice, unavailable.get(choice.pk, "")) for choice in choices],
+                "unavailable": unavailable.get(connector.pk, "") if connector else "",
+                "all_unavailable": len(unavailable) == len(choices),
+                "connect_url": (
+                    reverse("connector-connect", args=[connector.pk])
+                    if connector and unavailable and _is_admin(request.user, connector)
+                    else ""
+                ),
                 "scopes": [(scope, all_scopes().get(scope, scope)) for scope in scopes],
             },
         )
@@ -192,7 +213,8 @@ class AuthorizeView(BaseAuthorizationView):
                 request, "Unknown client", "This client registration no longer exists.", 400
             )
 
-        if request.POST.get("allow") != "yes":
+        answer = request.POST.get("allow")
+        if answer not in ("yes", "unavailable"):
             self._record(
                 request,
                 "oauth.consent",
@@ -218,6 +240,12 @@ class AuthorizeView(BaseAuthorizationView):
         refusal = self._refusal(request, connector)
         if refusal:
             return refusal
+        # Checked again: the page may be older than the connection's last change.
+        reason = connector_unavailable_reason(connector=connector, user=request.user)
+        if reason or answer != "yes":
+            return self._unavailable(
+                request, pending, connector, application, reason or UNAVAILABLE_DEFAULT
+            )
         consent_record(
             user=request.user,
             application=application,
@@ -253,6 +281,20 @@ class AuthorizeView(BaseAuthorizationView):
         if resources and connector_from_url(resources[0]) is None:
             return problem("invalid_target", f"{resources[0]} is not a connector of this server")
         return None
+
+    def _unavailable(self, request, pending, connector, application, reason: str):
+        """The connector cannot serve this member now: the client hears
+        ``temporarily_unavailable`` (with state and iss), never a code that cannot work."""
+        self._record(
+            request,
+            "oauth.consent",
+            Event.Outcome.ERROR,
+            connector,
+            application,
+            status=302,
+            detail={"error": UNAVAILABLE, "reason": reason[:300]},
+        )
+        return client_redirect_error(pending, UNAVAILABLE, reason)
 
     def _refusal(self, request, connector: Connector):
         if not connector.enabled or not connector.tenant.enabled:
@@ -378,6 +420,11 @@ class ResumeAuthorizationView(AuthorizeView):
         )
         if connector is None:
             return _page(request, "Connector removed", "This connector no longer exists.", 400)
+        if outcome.get("unavailable"):
+            application = Application.objects.filter(client_id=pending["client_id"]).first()
+            return self._unavailable(
+                request, pending, connector, application, outcome["unavailable"]
+            )
         refusal = self._refusal(request, connector)
         if refusal:
             return refusal
@@ -385,6 +432,11 @@ class ResumeAuthorizationView(AuthorizeView):
 
     def post(self, request, *args, **kwargs):
         return _page(request, "Not allowed", "This address only continues a sign-in.", 405)
+
+
+def _is_admin(user, connector: Connector) -> bool:
+    membership = membership_for(user=user, tenant_id=connector.tenant_id)
+    return membership is not None and membership.role == membership.Role.ADMIN
 
 
 def _unknown_client(request):
@@ -405,6 +457,8 @@ def _authorize_request(request):
 def client_redirect_error(pending: dict, error: str, description: str):
     """Send an OAuth error (with state and iss) to the pending authorization's client."""
     application = Application.objects.filter(client_id=pending["client_id"]).first()
+    # RFC 6749 allows printable ASCII but `"` and `\` in error_description.
+    description = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in description)
     query = {"error": error, "error_description": description, "iss": settings.PUBLIC_URL}
     if pending.get("state"):
         query["state"] = pending["state"]

@@ -17,9 +17,8 @@ from connectors.base import (
 )
 from upstream.models import UpstreamConnection
 from upstream.refresh import upstream_access
+from upstream.selectors import UNUSABLE
 from upstream.services import connector_connect_url, upstream_connection_mark_reauth
-
-UNUSABLE = (UpstreamConnection.Status.NEEDS_REAUTH, UpstreamConnection.Status.REVOKED)
 
 
 class ConnectionHandle:

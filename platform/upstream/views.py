@@ -4,8 +4,10 @@
 to :func:`upstream_hop` (``/upstream/hop/<authorization>``). When the member (or, in shared mode,
 the tenant) has a usable connection, it hands the authorization straight back to the
 authorization server's resume URL; otherwise it sends the browser to the provider, and the
-callback stores the connection and then hands back. The dashboard starts the same hop without an
-authorization (:func:`upstream_hop_start` with ``authorization=None``).
+callback stores the connection and then hands back. When the upstream cannot be used (the
+tenant's shared account is missing, the provider unreachable or refusing the code), it hands
+back "unavailable", and the client is told ``temporarily_unavailable``. The dashboard starts
+the same hop without an authorization (:func:`upstream_hop_start` with ``authorization=None``).
 
 The provider's ``state`` is single-use, created only after consent, and bound to this browser
 session (it lives in the session, which only this browser's cookie opens) and to the pending
@@ -40,9 +42,8 @@ from events.models import Event
 from events.services import event_record_for_request
 from tenants.models import Connector
 from tenants.selectors import connector_holds_upstream
-from upstream.models import UpstreamConnection
+from upstream.selectors import UNUSABLE, shared_upstream_problem
 from upstream.services import (
-    connector_connect_url,
     connector_provider,
     connector_settings_opened,
     upstream_connection_for,
@@ -51,7 +52,6 @@ from upstream.services import (
 
 STATES_KEY = "upstream_states"
 STATE_LIFETIME = 900
-UNUSABLE = (UpstreamConnection.Status.NEEDS_REAUTH, UpstreamConnection.Status.REVOKED)
 
 
 def callback_url(provider: str) -> str:
@@ -99,6 +99,12 @@ def upstream_hop_start(request, *, connector: Connector, authorization: dict | N
                 status_code=502,
                 detail={**detail, "error": str(exc)[:300]},
             )
+            if authorization:
+                return awaiting_hand_back(
+                    request,
+                    authorization["id"],
+                    unavailable=f"The {kind.title} sign-in could not start: {exc}",
+                )
             return _page(
                 request,
                 f"Could not reach {kind.title}",
@@ -158,20 +164,24 @@ def upstream_hop(request, authorization_id: str):
         )
     if not connector_holds_upstream(connector):
         return awaiting_hand_back(request, authorization_id)
+    problem = shared_upstream_problem(connector=connector)
+    if problem:
+        # Lost since the consent page said it was fine (or a remembered consent): the client
+        # is told temporarily_unavailable by the authorization server.
+        event_record_for_request(
+            request,
+            kind="upstream.hop",
+            outcome=Event.Outcome.ERROR,
+            connector=connector,
+            user_id=request.user.pk,
+            client_id=pending["client_id"],
+            status_code=302,
+            detail={"mode": connector.mode, "error": "shared account not usable"},
+        )
+        return awaiting_hand_back(request, authorization_id, unavailable=problem)
     connection = upstream_connection_for(connector=connector, user_id=request.user.pk)
     if connection is not None and connection.status not in UNUSABLE:
         return awaiting_hand_back(request, authorization_id)
-    kind = get_kind(connector.kind)
-    if connector.mode == Connector.Mode.SHARED:
-        what = "has not been connected yet" if connection is None else "needs to be reconnected"
-        return _page(
-            request,
-            f"{kind.title} is not connected",
-            f"{connector.tenant.name}'s {kind.title} account {what}. A tenant admin connects it "
-            f"once from the dashboard ({connector_connect_url(connector.pk)}); then connect your "
-            "client again.",
-            409,
-        )
     authorization = {"id": authorization_id, "client_id": pending["client_id"]}
     return upstream_hop_start(request, connector=connector, authorization=authorization)
 
@@ -249,6 +259,12 @@ def upstream_callback(request, provider: str):
             status_code=502,
             detail={"provider": provider, "error": str(exc)[:300]},
         )
+        if authorization:
+            return awaiting_hand_back(
+                request,
+                authorization["id"],
+                unavailable=f"{kind.title} did not accept the sign-in ({exc})",
+            )
         return _page(
             request,
             f"Could not finish connecting {kind.title}",

@@ -199,6 +199,7 @@ def test_serve_finds_a_dead_grant_at_start_up(tmp_path):
 
     again = Serve(env)
     try:
+        again.wait_for(r"Platform on", timeout=300)  # a start on a busy machine is slow
         wait_ready(base)
         # Until the check, the row still says what it said before the restart (active, or
         # retrying a refresh the shutdown cut short).

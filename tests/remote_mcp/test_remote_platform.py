@@ -13,7 +13,8 @@ from django.db import connection as db
 
 from config import crypto
 from events.models import Event
-from tests.support.flow import OAuthClient, mcp_post
+from tests.support.flow import OAuthClient, mcp_post, pkce_pair
+from tests.support.live import free_port
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
 from tests.support.upstreams import start_upstream
@@ -267,6 +268,23 @@ def test_modern_upstream_with_cimd_and_rotation_by_the_refresher(remote, upstrea
     )
 
 
+def test_an_unreachable_upstream_tells_the_client_temporarily_unavailable(remote, live_url):
+    """The member's own upstream sign-in cannot start (its server is down): the client gets
+    temporarily_unavailable after consent instead of a page it never sees."""
+    down = f"http://127.0.0.1:{free_port()}/mcp"
+    connector = remote("down", upstream_url=down, upstream_auth="oauth")
+    client = OAuthClient.register(live_url)
+    bob = Browser("bob", "bob-pass-123")
+    told = bob.authorize(client.authorize_url(pkce_pair()[1], resource=connector.url))
+    assert (told["error"], told["state"], told["iss"]) == (
+        "temporarily_unavailable",
+        "st4te",
+        live_url,
+    )
+    assert "could not start" in told["error_description"]
+    assert not UpstreamConnection.objects.filter(connector=connector).exists()
+
+
 def test_client_metadata_document_is_served(live_url):
     import httpx
 
@@ -328,6 +346,17 @@ def test_the_sweep_keeps_upstream_tokens_fresh(remote, upstreams, live_url):
 def test_shared_oauth_connection_made_once_by_an_admin(remote, upstreams, live_url):
     upstream = upstreams("legacy_oauth", users={"team-up": "pw-team"})
     connector = remote("books", mode="shared", upstream_url=upstream.url, upstream_auth="oauth")
+    # Before the admin connects it, a member is warned and the client is told, not left waiting.
+    client = OAuthClient.register(live_url)
+    early = Browser("bob", "bob-pass-123", also_visits=(upstream.base,))
+    told = early.authorize(client.authorize_url(pkce_pair()[1], resource=connector.url))
+    assert (told["error"], told["state"], told["iss"]) == (
+        "temporarily_unavailable",
+        "st4te",
+        live_url,
+    )
+    assert "has not been connected yet" in told["error_description"]
+    assert any("cannot be used right now" in page.text for page in early.pages)
     admin = Browser(
         "alice",
         "alice-pass-123",
