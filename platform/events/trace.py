@@ -524,6 +524,11 @@ def _failure_hint(step: Step, connector: Connector) -> str:
         )
     if event.kind == "oauth.authorize":
         return f"The authorization was refused ({reason or step.error})."
+    if event.kind == "oauth.consent" and error == "temporarily_unavailable":
+        return (
+            f"{reason} The member was warned before Allow, and the client was told "
+            "temporarily_unavailable; it connects once the account is connected again."
+        )
     if event.kind == "oauth.consent":
         return "The user clicked Deny on the consent page; the client was told access_denied."
     if event.kind.startswith("upstream."):

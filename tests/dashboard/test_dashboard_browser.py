@@ -301,6 +301,41 @@ def test_tenant_admin_connects_quickbooks_in_shared_mode_in_the_browser(
     page.locator(f'[data-connection-status="{shared.pk}"].needs_reauth').wait_for(timeout=15_000)
 
 
+def test_a_member_is_warned_before_allow_when_the_shared_account_is_missing(
+    live_url, acme, open_page
+):
+    """The consent page says the tenant's QuickBooks is not connected, Allow is disabled, and
+    *Return to the client* sends the client temporarily_unavailable (with state and iss)."""
+    from tenants.services import connector_create
+    from tests.support.flow import pkce_pair
+
+    connector = connector_create(tenant=acme["tenant"], kind="quickbooks", mode="shared")
+    client = OAuthClient.register(live_url)
+    seen = []
+    page = open_page()
+    # The client's callback (claude.ai) answered here: the browser never leaves the machine.
+    page.route(
+        "https://claude.ai/**", lambda route: (seen.append(route.request.url), route.fulfill())
+    )
+    page.goto(client.authorize_url(pkce_pair()[1], resource=connector.url))
+    page.get_by_label("Username").fill("bob")
+    page.get_by_label("Password").fill("bob-pass-123")
+    page.get_by_role("button", name="Sign in").click()
+
+    warning = page.get_by_role("alert")
+    warning.wait_for()
+    assert "cannot be used right now" in warning.inner_text()
+    assert "has not been connected yet" in warning.inner_text()
+    assert page.get_by_role("button", name="Allow").is_disabled()
+    screenshot(page, "consent-shared-account-missing")
+
+    page.get_by_role("button", name="Return to Test client").click()
+    page.wait_for_url("https://claude.ai/**")
+    told = dict(httpx.URL(seen[-1]).params)
+    assert told["error"] == "temporarily_unavailable"
+    assert (told["state"], told["iss"]) == ("st4te", live_url)
+
+
 def test_sign_out_error_pages_and_a_stale_form_kept(live_url, acme, open_page):
     page = open_page()
     sign_in(page, live_url, "bob", "bob-pass-123")

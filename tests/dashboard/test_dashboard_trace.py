@@ -124,6 +124,15 @@ def test_a_recent_stop_may_still_be_in_progress(echo):
         (("oauth.token", {"error": "invalid_grant"}, 400), "token", "code_verifier did not match"),
         (("oauth.token", {"error": "invalid_client"}, 401), "token", "auth method it registered"),
         (("oauth.consent", {"reason": "user_denied"}, 302), "consent", "clicked Deny"),
+        (
+            (
+                "oauth.consent",
+                {"error": "temporarily_unavailable", "reason": "The account needs a reconnect."},
+                302,
+            ),
+            "consent",
+            "The account needs a reconnect. The member was warned before Allow",
+        ),
         (("oauth.register", {"error": "invalid_redirect_uri"}, 400), "register", "https or"),
     ],
 )
