@@ -90,14 +90,19 @@ def test_a_state_from_another_browser_is_refused(hop, live_url):
     assert not UpstreamConnection.objects.exists()
 
 
-def test_a_failed_code_exchange_is_a_page_and_stores_nothing(hop):
+def test_a_failed_code_exchange_tells_the_client_and_stores_nothing(hop, live_url):
+    """Intuit refuses the code: the client is told temporarily_unavailable (never left waiting
+    on a page the member may not read), and no half-connection is kept."""
     hop["emulator"].emulator.inject_fault(
         "token", status=400, body={"error": "invalid_grant"}, count=1
     )
-    browser = browser_for(hop)
-    with pytest.raises(AssertionError, match="unexpected page 502"):
-        browser.authorize(authorize_url(hop))
-    assert "Could not finish connecting QuickBooks" in browser.pages[-1].text
+    told = browser_for(hop).authorize(authorize_url(hop))
+    assert (told["error"], told["state"], told["iss"]) == (
+        "temporarily_unavailable",
+        "st4te",
+        live_url,
+    )
+    assert "QuickBooks did not accept the sign-in" in told["error_description"]
     assert not UpstreamConnection.objects.exists()
 
 
