@@ -61,15 +61,16 @@ def upstream_notify_reauth(connection_id: int) -> None:
         )
 
 
-def _publish_refreshes(ids: list[int]) -> None:
+def _publish_refreshes(ids: list[int], *, force: bool = False) -> None:
     """One refresh task per id, sent in pipelined batches (kombu's ``producer.batch()``: on
     Redis one round trip per batch instead of one per message; other transports send each
     message at once, as before)."""
     if not ids:
         return
+    options = {"force": True} if force else {}
     with upstream_refresh.app.producer_or_acquire() as producer, producer.batch():
         for connection_id in ids:
-            upstream_refresh.apply_async((connection_id,), producer=producer)
+            upstream_refresh.apply_async((connection_id,), options, producer=producer)
 
 
 @shared_task
@@ -92,7 +93,6 @@ def upstream_check_provider(provider: str) -> int:
     before anyone calls a tool. ``serve`` queues this when it (re)started that provider's
     emulator; a deployment against the real provider leaves it to the sweep."""
     ids = upstream_connections_in_use(provider=provider)
-    for connection_id in ids:
-        upstream_refresh.delay(connection_id, force=True)
+    _publish_refreshes(ids, force=True)
     event_record(kind="upstream.startup_check", detail={"provider": provider, "checked": len(ids)})
     return len(ids)

@@ -117,6 +117,7 @@ class Command(BaseCommand):
 
     def _check_connections(self, *, providers: list[str]) -> None:
         """Queue the worker's check of the restarted emulators' connections (upstream.tasks)."""
+        from config.celery import app  # noqa: F401  (sent through our broker, as web does)
         from upstream.tasks import upstream_check_provider
 
         for provider in providers:
