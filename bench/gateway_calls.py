@@ -207,8 +207,41 @@ def bare(workdir: Path, python: str, kind: str) -> Server:
     return Server(f"bare mcp SDK ({kind})", url, None, process, db=False)
 
 
-def gateway(workdir: Path, python: str, kind: str, database_url: str) -> Server:
-    """The platform, with a member's real token for the echo connector."""
+# Goal 2's data: other tenants (each an echo connector and a member) and live tokens spread
+# over their connectors, written in bulk before the server starts.
+SCALE = """
+import secrets
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from oauth2_provider.models import AccessToken, Application
+from authserver.models import TokenAudience
+from tenants.models import Connector, Membership, Tenant
+T, K, U = %(tenants)d, %(tokens)d, 1000
+tenants = Tenant.objects.bulk_create([Tenant(slug=f"x{i}", name="x") for i in range(T)], 2000)
+connectors = Connector.objects.bulk_create(
+    [Connector(tenant=t, kind="echo", slug="echo") for t in tenants], 2000)
+User = get_user_model()
+users = User.objects.bulk_create([User(username=f"x{i}") for i in range(U)], 2000)
+Membership.objects.bulk_create(
+    [Membership(tenant=t, user=users[i %% U]) for i, t in enumerate(tenants)], 2000)
+app = Application.objects.create(name="x", client_type="public",
+    authorization_grant_type="authorization-code", redirect_uris="https://example.com/cb")
+expires = timezone.now() + timedelta(days=1)
+for start in range(0, K, 5000):
+    tokens = AccessToken.objects.bulk_create([AccessToken(user=users[i %% U], application=app,
+        token=secrets.token_urlsafe(30), scope="mcp", expires=expires)
+        for i in range(start, min(K, start + 5000))])
+    TokenAudience.objects.bulk_create([TokenAudience(connector=connectors[(start + j) %% T],
+        access_token=token) for j, token in enumerate(tokens)])
+"""
+
+
+def gateway(
+    workdir: Path, python: str, kind: str, database_url: str, scale: tuple[int, int] | None = None
+) -> Server:
+    """The platform, with a member's real token for the echo connector; with ``scale``
+    (tenants, tokens), on a database that holds that many more."""
     port = free_port()
     slug = f"gw{os.getpid()}{kind[:2]}"
     env = {
@@ -239,8 +272,12 @@ def gateway(workdir: Path, python: str, kind: str, database_url: str) -> Server:
                 f"u().objects.filter(username='{slug}').delete()",
             )
 
+    if scale:
+        env["VAR_DIR"] += "-scale"
     run("migrate", "-v0")
     cleanup()  # a run that was cut short
+    if scale:
+        run("shell", "-c", SCALE % {"tenants": scale[0], "tokens": scale[1]})
     run("tenant", "create", slug)
     run("tenant", "add-member", slug, slug, "--password", "pw-bench-1")
     run("connector", "create", slug, "echo", "--slug", "echo")
@@ -260,6 +297,8 @@ def gateway(workdir: Path, python: str, kind: str, database_url: str) -> Server:
     client = OAuthClient.register(f"http://127.0.0.1:{port}")
     token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
     name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'} ({kind})"
+    if scale:
+        name += f", {scale[0]:,} tenants, {scale[1]:,} tokens"
     return Server(name, url, token, process, db=bool(database_url), cleanup=cleanup)
 
 
@@ -272,6 +311,13 @@ def main() -> None:
         "--database-url",
         default="",
         help="also run the gateway on this PostgreSQL database (e.g. .../bench)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        nargs=2,
+        metavar=("TENANTS", "TOKENS"),
+        help="also a gateway on SQLite with that many tenants and live tokens (goal 2)",
     )
     parser.add_argument(
         "--uvicorn",
@@ -296,6 +342,8 @@ def main() -> None:
         for kind in args.uvicorn:
             servers.append(bare(workdir, python, kind))
             servers.append(gateway(workdir, python, kind, ""))
+            if args.scale:
+                servers.append(gateway(workdir, python, kind, "", scale=tuple(args.scale)))
             if args.database_url:
                 servers.append(gateway(workdir, python, kind, args.database_url))
         print(
