@@ -14,7 +14,6 @@ from django.utils import timezone
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from authserver.middleware import ALLOW_HEADERS, EXPOSE_HEADERS
 from config import crypto
 from config.db import db_sync_to_async
 from config.limits import slot_limiter
@@ -42,6 +41,7 @@ from events.audit import (
 from events.metrics import metrics_tool_call
 from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
+from gateway.answers import cors_headers, json_answer, respond, rpc_error
 from gateway.bearer import BearerCheck, bearer_check
 from gateway.body import read_body
 from gateway.faults import serve_within_boundary
@@ -171,14 +171,14 @@ class Gateway:
         started = time.monotonic()
         match = MCP_PATH.match(scope["path"])
         if not match:
-            await _json(
+            await json_answer(
                 send, 404, {"error": "not_found", "error_description": "No such MCP endpoint"}
             )
             return
         tenant, connector = match["tenant"], match["connector"]
 
         if not _host_allowed(headers.get("host", "")):
-            await _json(
+            await json_answer(
                 send,
                 421,
                 {"error": "invalid_host", "error_description": "Host does not match PUBLIC_URL"},
@@ -186,24 +186,24 @@ class Gateway:
             return
         origin = headers.get("origin")
         if origin is not None and origin.rstrip("/") not in _allowed_origins():
-            await _json(
+            await json_answer(
                 send,
                 403,
-                _rpc_error(
+                rpc_error(
                     f"Origin {origin} may not call this endpoint (see EXTRA_ALLOWED_ORIGINS)"
                 ),
             )
             return
         if scope["method"] == "OPTIONS":
-            await _respond(send, 204, b"", [])
+            await respond(send, 204, b"", [])
             return
         if scope["method"] != "POST":
             # No sessions (stateless), so no GET stream to open and no session to DELETE: the
             # answer both the 2025-11-25 and the 2026-07-28 transports give for that.
-            await _json(
+            await json_answer(
                 send,
                 405,
-                _rpc_error(f"{scope['method']} is not served here: send each message as a POST"),
+                rpc_error(f"{scope['method']} is not served here: send each message as a POST"),
                 [("allow", "POST, OPTIONS")],
             )
             return
@@ -211,14 +211,16 @@ class Gateway:
         token = _bearer(headers.get("authorization", ""))
         check = await _check(tenant, connector, token)
         if check is None:
-            await _json(send, 404, {"error": "not_found", "error_description": "No such connector"})
+            await json_answer(
+                send, 404, {"error": "not_found", "error_description": "No such connector"}
+            )
             return
         refusal = _refusal(check, token, tenant, connector)
         if refusal is None:
             receive, refusal = await self._scope_refusal(check, receive, tenant, connector)
         if refusal is not None:
             status, body, extra = refusal
-            await _json(send, status, body, extra)
+            await json_answer(send, status, body, extra)
             await aevent_record(
                 kind="mcp.unauthenticated" if token is None else "mcp.rejected",
                 outcome=Event.Outcome.DENIED,
@@ -238,14 +240,14 @@ class Gateway:
             )
             return
         if (limited := await rate_limit_refusal(check)) is not None:
-            await _json(send, *limited)
+            await json_answer(send, *limited)
             ip, agent = _client_ip(scope), headers.get("user-agent", "")
             await rate_limited_record(check, ip=ip, user_agent=agent)
             return
 
         manager = self.managers.get(check.connector_kind)
         if manager is None:
-            await _json(
+            await json_answer(
                 send,
                 503,
                 {
@@ -448,7 +450,7 @@ class _Observed:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             message = dict(message)
-            message["headers"] = list(message.get("headers", [])) + _cors_headers()
+            message["headers"] = list(message.get("headers", [])) + cors_headers()
         elif message["type"] == "http.response.body" and len(self.response) < 64 * 1024:
             self.response.extend(message.get("body", b"")[: 64 * 1024])
         await self._send(message)
@@ -595,38 +597,6 @@ def _allowed_origins() -> set[str]:
     return {settings.PUBLIC_URL, *settings.EXTRA_ALLOWED_ORIGINS}
 
 
-def _rpc_error(message: str) -> dict:
-    """A JSON-RPC error response without an id (the transport's shape for refusals)."""
-    return {"jsonrpc": "2.0", "error": {"code": -32600, "message": message}}
-
-
 def _client_ip(scope) -> str | None:
     client = scope.get("client")
     return client[0] if client else None
-
-
-def _cors_headers() -> list[tuple[bytes, bytes]]:
-    return [
-        (b"access-control-allow-origin", b"*"),
-        (b"access-control-allow-methods", b"POST, OPTIONS"),
-        (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
-        (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
-        (b"access-control-max-age", b"86400"),
-    ]
-
-
-async def _respond(send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-    raw = [(k.encode(), v.encode()) for k, v in headers] + _cors_headers()
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _json(send, status: int, body: dict, extra: list[tuple[str, str]] | None = None) -> None:
-    payload = json.dumps(body).encode()
-    headers = [
-        ("content-type", "application/json"),
-        ("content-length", str(len(payload))),
-        ("cache-control", "no-store"),
-        *(extra or []),
-    ]
-    await _respond(send, status, payload, headers)

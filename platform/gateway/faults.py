@@ -10,6 +10,7 @@ cannot change it: it is logged and the request ends cleanly.
 import logging
 
 from config.faults import RETRY_AFTER, unavailable
+from gateway.answers import json_answer, rpc_error
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,4 @@ async def serve_within_boundary(serve, scope, receive, send, *args) -> None:
 
 
 async def _answer(send, status: int, code: int, message: str, extra=()) -> None:
-    # The gateway's own answers carry its CORS headers, so a browser client can read this one.
-    from gateway.asgi import _json  # noqa: PLC0415  (gateway.asgi imports this module)
-
-    body = {"jsonrpc": "2.0", "error": {"code": code, "message": message}}
-    await _json(send, status, body, list(extra))
+    await json_answer(send, status, rpc_error(message, code), list(extra))

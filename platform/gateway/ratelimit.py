@@ -12,6 +12,7 @@ from django.conf import settings
 from config.limits import alimits_take
 from events.models import Event
 from events.services import aevent_record
+from gateway.answers import rpc_error
 from gateway.bearer import BearerCheck
 
 # JSON-RPC's implementation-defined server error range; the HTTP status says the rest.
@@ -44,15 +45,9 @@ async def rate_limit_refusal(check: BearerCheck):
         f"Rate limit reached: {limit} requests per {window} s for this {what}; "
         f"retry in {retry_after} s"
     )
-    body = {
-        "jsonrpc": "2.0",
-        "id": None,
-        "error": {
-            "code": RATE_LIMITED,
-            "message": message,
-            "data": {"limit": what, "retry_after": retry_after},
-        },
-    }
+    body = rpc_error(
+        message, RATE_LIMITED, id=None, data={"limit": what, "retry_after": retry_after}
+    )
     return 429, body, [("retry-after", str(retry_after))]
 
 
