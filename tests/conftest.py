@@ -163,3 +163,16 @@ def world(db, quickbooks_on_emulator, settings):
     # each time would cost more than the request itself.
     settings.WHITENOISE_USE_FINDERS = False
     return build_world(quickbooks_on_emulator)
+
+
+@pytest.fixture
+def shared_clock(tmp_path, settings):
+    """One upstream clock for this process and the platform processes a test starts (web,
+    workers): each reads its offset from the file (UPSTREAM_CLOCK_OFFSET_FILE)."""
+    from upstream import clock
+
+    path = tmp_path / "clock-offset"
+    path.write_text("0")
+    settings.UPSTREAM_CLOCK_OFFSET_FILE = str(path)
+    yield path
+    clock.reset()

@@ -45,16 +45,6 @@ def _on_postgresql():
 
 
 @pytest.fixture
-def shared_clock(tmp_path, settings):
-    """One upstream clock for this process, the web processes and the workers."""
-    path = tmp_path / "clock-offset"
-    path.write_text("0")
-    settings.UPSTREAM_CLOCK_OFFSET_FILE = str(path)
-    yield path
-    clock.reset()
-
-
-@pytest.fixture
 def books(live_url, acme, qbo_emulator, settings, shared_clock):
     """Three QuickBooks connectors of acme, each with its own company connected (shared mode)
     and keeping every tool call's arguments in the audit log."""

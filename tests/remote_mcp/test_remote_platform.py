@@ -17,26 +17,11 @@ from tests.support.flow import OAuthClient, mcp_post, pkce_pair
 from tests.support.live import free_port
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
-from tests.support.upstreams import start_upstream
 from upstream.models import UpstreamConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 READS = {"whoami", "list_notes", "rich", "fail", "slow", "unlock_extra", "count", "greet", "haiku"}
-
-
-@pytest.fixture
-def upstreams():
-    running = []
-
-    def start(auth, **options):
-        upstream = start_upstream(auth, **options)
-        running.append(upstream)
-        return upstream
-
-    yield start
-    for upstream in running:
-        upstream.stop()
 
 
 @pytest.fixture

@@ -12,23 +12,8 @@ from mcp_types import CreateMessageResult, ElicitResult, TextContent
 
 from tests.support.mcp_client import MemoryStorage, connected, oauth_provider
 from tests.support.oauth import Browser
-from tests.support.upstreams import start_upstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def upstreams():
-    running = []
-
-    def start(auth="open", **options):
-        upstream = start_upstream(auth, **options)
-        running.append(upstream)
-        return upstream
-
-    yield start
-    for upstream in running:
-        upstream.stop()
 
 
 @pytest.fixture

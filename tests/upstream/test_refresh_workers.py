@@ -24,16 +24,6 @@ DAY = 86400
 
 
 @pytest.fixture
-def shared_clock(tmp_path, settings):
-    """One upstream clock for this process and its worker processes."""
-    path = tmp_path / "clock-offset"
-    path.write_text("0")
-    settings.UPSTREAM_CLOCK_OFFSET_FILE = str(path)
-    yield path
-    clock.reset()
-
-
-@pytest.fixture
 def fleet(live_url, acme, qbo_emulator, settings, shared_clock):
     """Four QuickBooks connectors of acme, each with its shared company connection, and an MCP
     token of bob for each."""
