@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -75,8 +76,8 @@ def echo(text: str) -> str:
 app = server.streamable_http_app(stateless_http=True, json_response=True)
 '''
 WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = [[%(body)s]]
+wrk.method = "%(method)s"
+%(body)s
 %(headers)s
 local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
@@ -120,17 +121,48 @@ def wait_up(url: str, process: subprocess.Popen) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def check_one(url: str, token: str | None, method: str) -> None:
+def check_one(url: str, token: str | None, body: str, good: str) -> None:
+    """One request as wrk will send it; exits unless the answer is 200 and contains ``good``."""
     headers = dict(HEADERS)
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    body, good = METHODS[method]
     response = httpx.post(url, content=body, headers=headers, timeout=30)
     if response.status_code != 200 or good not in response.text:
         raise SystemExit(f"{url}: unexpected answer {response.status_code} {response.text[:300]}")
 
 
-def wrk(server: Server, seconds: float, connections: int, script: Path) -> dict:
+def wrk_script(
+    workdir: Path,
+    name: str,
+    body: str,
+    good: str,
+    method: str = "POST",
+    headers: dict[str, str] = HEADERS,
+) -> Path:
+    """wrk's Lua script: ``method`` with ``body`` and ``headers`` (and BENCH_TOKEN as the
+    bearer), counting every answer that is not a 200 containing ``good``."""
+    script = workdir / f"{name}.lua"
+    script.write_text(
+        WRK_SCRIPT
+        % {
+            "method": method,
+            "body": f"wrk.body = [[{body}]]" if body else "",
+            "headers": "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()),
+            "good": good,
+        }
+    )
+    return script
+
+
+def wrk(
+    server: Server,
+    seconds: float,
+    connections: int,
+    script: Path,
+    also: dict[str, Callable[[procstat.Proc], bool]] | None = None,
+) -> dict:
+    """One wrk run against ``server``: rate, latency, bad answers and where the CPU went
+    (``also``: more process groups to count apart, each reported as ``<name>_busy``)."""
     env = {**os.environ, "BENCH_TOKEN": server.token or ""}
     url = server.url
     command = pinned(
@@ -138,22 +170,27 @@ def wrk(server: Server, seconds: float, connections: int, script: Path) -> dict:
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
     )
     before = procstat.Snapshot.take()
+    reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate()
     elapsed = time.monotonic() - started
+    reaped_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = procstat.Snapshot.take()
     if process.returncode:
         raise SystemExit(f"wrk failed:\n{out}")
-    wrk_pids = procstat.descendants(after, process.pid) | {process.pid}
     groups = {
         "server": procstat.by_pids({server.process.pid}),
-        "wrk": lambda p: p.pid in wrk_pids or p.comm == "wrk",
+        # wrk has exited by now: its time is in this process's reaped children (below)
         "bench": procstat.by_pids({os.getpid()}),
     }
     if server.db:
         groups["db"] = procstat.by_comm("postgres")
+    groups.update(also or {})
     cpu = procstat.cpu_by_group(before, after, groups)
+    cpu["wrk"] = (reaped_after.ru_utime + reaped_after.ru_stime) - (
+        reaped_before.ru_utime + reaped_before.ru_stime
+    )
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     bad = int(re.search(r"bad=(\d+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -174,6 +211,8 @@ def wrk(server: Server, seconds: float, connections: int, script: Path) -> dict:
         "wrk_busy": 100 * cpu["wrk"] / elapsed,
         "other": 100 * cpu["other"] / elapsed,
         "load": os.getloadavg()[0],
+        "seconds": elapsed,
+        **{f"{name}_busy": 100 * cpu[name] / elapsed for name in also or {}},
     }
 
 
@@ -242,18 +281,56 @@ def gateway(
 ) -> Server:
     """The platform, with a member's real token for the echo connector; with ``scale``
     (tenants, tokens), on a database that holds that many more."""
+    name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'} ({kind})"
+    if scale:
+        name += f", {scale[0]:,} tenants, {scale[1]:,} tokens"
+    return platform(
+        workdir,
+        python,
+        kind,
+        database_url,
+        name=name,
+        slug=f"gw{os.getpid()}{kind[:2]}",
+        connector_kind="echo",
+        connector_slug="echo",
+        env_extra={"EXTRA_CONNECTOR_KINDS": "tests.support.kinds.echo_kind"},
+        seed=SCALE % {"tenants": scale[0], "tokens": scale[1]} if scale else None,
+        var_suffix="-scale" if scale else "",
+    )
+
+
+def platform(
+    workdir: Path,
+    python: str,
+    kind: str,
+    database_url: str,
+    *,
+    name: str,
+    slug: str,
+    connector_kind: str,
+    connector_slug: str,
+    env_extra: dict[str, str] | None = None,
+    seed: str | None = None,
+    prepare: str | None = None,
+    var_suffix: str = "",
+    app: str = "config.asgi:application",
+) -> Server:
+    """The platform in one uvicorn process pinned to core 0: tenant ``slug`` with member
+    ``slug`` and a ``connector_kind`` connector ``connector_slug``, and that member's real OAuth
+    token for it (register, sign in, consent, code exchange). ``seed`` runs in ``manage.py
+    shell`` before the tenant is made, ``prepare`` after (``tenant``, ``connector`` and ``user``
+    are bound); ``app`` is the ASGI application uvicorn serves (bench/ is on its path)."""
     port = free_port()
-    slug = f"gw{os.getpid()}{kind[:2]}"
     env = {
         **os.environ,
-        "VAR_DIR": str(workdir / f"var-{port}"),
+        "VAR_DIR": str(workdir / f"var-{port}{var_suffix}"),
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "EXTRA_CONNECTOR_KINDS": "tests.support.kinds.echo_kind",
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT), str(ROOT / "bench")]),
     }
-    for name in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL"):
-        env.pop(name, None)
+    for variable in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL"):
+        env.pop(variable, None)
+    env.update(env_extra or {})
     if database_url:
         env["DATABASE_URL"] = database_url
     manage = [python, str(ROOT / "manage.py")]
@@ -272,33 +349,38 @@ def gateway(
                 f"u().objects.filter(username='{slug}').delete()",
             )
 
-    if scale:
-        env["VAR_DIR"] += "-scale"
     run("migrate", "-v0")
     cleanup()  # a run that was cut short
-    if scale:
-        run("shell", "-c", SCALE % {"tenants": scale[0], "tokens": scale[1]})
+    if seed:
+        run("shell", "-c", seed)
     run("tenant", "create", slug)
     run("tenant", "add-member", slug, slug, "--password", "pw-bench-1")
-    run("connector", "create", slug, "echo", "--slug", "echo")
-    command = [python, "-m", "uvicorn", "config.asgi:application", "--port", str(port)]
+    run("connector", "create", slug, connector_kind, "--slug", connector_slug)
+    if prepare:
+        bind = (
+            "from django.contrib.auth import get_user_model\n"
+            "from tenants.models import Connector\n"
+            f"connector = Connector.objects.get(tenant__slug='{slug}', slug='{connector_slug}')\n"
+            "tenant = connector.tenant\n"
+            f"user = get_user_model().objects.get(username='{slug}')\n"
+        )
+        run("shell", "-c", bind + prepare)
+    command = [python, "-m", "uvicorn", app, "--port", str(port)]
     process = subprocess.Popen(
         pinned(0, [*command, *uvicorn_options(kind)]),
         env=env,
         cwd=ROOT,
-        stderr=(workdir / f"gateway-{port}.log").open("w"),  # ends with wrk's cut-off requests
+        stderr=(workdir / f"platform-{port}.log").open("w"),  # ends with wrk's cut-off requests
     )
-    url = f"http://127.0.0.1:{port}/t/{slug}/echo/mcp"
+    url = f"http://127.0.0.1:{port}/t/{slug}/{connector_slug}/mcp"
     wait_up(url, process)
-    sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+    if str(ROOT) not in sys.path:
+        sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
     from tests.support.flow import OAuthClient
     from tests.support.oauth import Browser
 
     client = OAuthClient.register(f"http://127.0.0.1:{port}")
     token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
-    name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'} ({kind})"
-    if scale:
-        name += f", {scale[0]:,} tenants, {scale[1]:,} tokens"
     return Server(name, url, token, process, db=bool(database_url), cleanup=cleanup)
 
 
@@ -331,11 +413,10 @@ def main() -> None:
         raise SystemExit("needs wrk: apt-get install -y wrk")
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     python = sys.executable
-    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())
-    scripts = {}
-    for method, (body, good) in METHODS.items():
-        scripts[method] = workdir / f"{method.replace('/', '_')}.lua"
-        scripts[method].write_text(WRK_SCRIPT % {"body": body, "headers": headers, "good": good})
+    scripts = {
+        method: wrk_script(workdir, method.replace("/", "_"), body, good)
+        for method, (body, good) in METHODS.items()
+    }
 
     servers: list[Server] = []
     try:
@@ -363,7 +444,7 @@ def main() -> None:
         )
         for method in args.methods:
             for server in servers:
-                check_one(server.url, server.token, method)
+                check_one(server.url, server.token, *METHODS[method])
                 wrk(server, 2, max(args.connections), scripts[method])  # warm up
             for connections in args.connections:
                 anchor = None

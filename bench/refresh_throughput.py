@@ -36,22 +36,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procstat  # noqa: E402
+from intuit_emulator import CLIENT_ID, CLIENT_SECRET, Emulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
-
-EMULATOR = """
-import sys, uvicorn
-from connectors.quickbooks.emulator import create_app
-port = int(sys.argv[1])
-app = create_app(base_url=f"http://127.0.0.1:{port}", client_id="bench",
-                 client_secret="bench-secret")
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-"""
 
 
 def setup(workdir: Path) -> None:
@@ -63,61 +53,6 @@ def setup(workdir: Path) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Emulator:
-    """The emulator in its own process, steered over HTTP."""
-
-    def __init__(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "platform")])}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", EMULATOR, str(port)], env=env, cwd=ROOT
-        )
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.http.get("/_emulator/state").raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise SystemExit("the emulator did not start") from None
-                time.sleep(0.2)
-
-    def post(self, path: str, body: dict) -> dict:
-        response = self.http.post(path, json=body)
-        response.raise_for_status()
-        return response.json()
-
-    def configure(self, **settings) -> None:
-        self.post("/_emulator/config", settings)
-
-    def slow_token_endpoint(self, delay: float) -> None:
-        self.post(
-            "/_emulator/faults",
-            {"endpoint": "token", "kind": "slow", "delay": delay, "count": None},
-        )
-
-    def clear_faults(self) -> None:
-        self.http.delete("/_emulator/faults").raise_for_status()
-
-    def issue_tokens(self) -> dict:
-        return self.post("/_emulator/tokens", {})
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 def main() -> None:
@@ -144,10 +79,10 @@ def main() -> None:
     from django.conf import settings
 
     emulator = Emulator()
-    emulator.configure(throttle_per_second=None, throttle_per_minute=None, throttle_concurrent=None)
+    emulator.unthrottled()
     settings.QUICKBOOKS_ENVIRONMENT = emulator.url
-    settings.QUICKBOOKS_CLIENT_ID = "bench"
-    settings.QUICKBOOKS_CLIENT_SECRET = "bench-secret"
+    settings.QUICKBOOKS_CLIENT_ID = CLIENT_ID
+    settings.QUICKBOOKS_CLIENT_SECRET = CLIENT_SECRET
     db = settings.DATABASES["default"]
     pooled = bool(db.get("OPTIONS", {}).get("pool"))
     print(
@@ -294,8 +229,8 @@ def run(
         ),
         "VAR_DIR": str(workdir),
         "QUICKBOOKS_ENVIRONMENT": emulator.url,
-        "QUICKBOOKS_CLIENT_ID": "bench",
-        "QUICKBOOKS_CLIENT_SECRET": "bench-secret",
+        "QUICKBOOKS_CLIENT_ID": CLIENT_ID,
+        "QUICKBOOKS_CLIENT_SECRET": CLIENT_SECRET,
         "UPSTREAM_ENCRYPTION_KEYS": ",".join(settings.UPSTREAM_ENCRYPTION_KEYS),
     }
     worker = subprocess.Popen(
