@@ -23,8 +23,6 @@ import time
 import weakref
 from collections.abc import Sequence
 
-import redis
-import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache
 
@@ -109,8 +107,14 @@ _async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Scripts]
 )
 
 
+# redis is imported where a Redis URL is configured, not at the top: a process without Redis
+# (the embedded default) never loads the client (about 10 MB of resident memory).
+
+
 def _sync_scripts(url: str) -> _Scripts:
     if url not in _sync:
+        import redis
+
         _sync[url] = _Scripts(
             redis.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT * 2, socket_connect_timeout=REDIS_TIMEOUT * 2
@@ -123,6 +127,8 @@ def _async_scripts(url: str) -> _Scripts:
     """One client per event loop: an asyncio connection belongs to the loop that opened it."""
     by_url = _async.setdefault(asyncio.get_running_loop(), {})
     if url not in by_url:
+        import redis.asyncio
+
         by_url[url] = _Scripts(
             redis.asyncio.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
@@ -188,6 +194,8 @@ async def alimits_take(counters: Sequence[Counter]) -> Refusal | None:
     url = _redis_url()
     if url is None:
         return _local_take(counters)  # a lock and a dict: nothing to wait for
+    import redis
+
     keys, args = _take_args(counters)
     try:
         return _refusal(await _async_scripts(url).take(keys=keys, args=args))
@@ -221,6 +229,8 @@ class RedisSlotLimiter:
         self._url = url
 
     async def try_acquire(self, key: str, windows: Sequence[tuple[int, float]]) -> float:
+        import redis
+
         args = [secrets.token_hex(8)]
         for limit, seconds in windows:
             args += [limit, max(1, int(seconds * 1000))]
