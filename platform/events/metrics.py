@@ -12,6 +12,7 @@ values in files there, and a scrape of any process adds up every process that sh
 
 import os
 
+from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -34,13 +35,24 @@ UPSTREAM_REFRESHES = Counter(
 )
 
 
+def _counting() -> bool:
+    """Whether metrics are on (``METRICS_TOKEN`` or ``METRICS_ALLOW_IPS``, as for /metrics).
+    Off, nobody can read them, and every series would hold memory for the life of the
+    process: about 5 KB per (tenant, connector) called, growing with the connectors served."""
+    return bool(settings.METRICS_TOKEN or settings.METRICS_ALLOW_IPS)
+
+
 def metrics_tool_call(*, tenant: str, connector: str, outcome: str, seconds: float) -> None:
-    """Count one tools/call and its latency (a few microseconds, no I/O)."""
+    """Count one tools/call and its latency (a few microseconds, no I/O), when metrics are on."""
+    if not _counting():
+        return
     TOOL_CALLS.labels(tenant, connector, outcome).inc()
     TOOL_CALL_SECONDS.labels(tenant, connector).observe(seconds)
 
 
 def metrics_refresh(*, provider: str, outcome: str) -> None:
+    if not _counting():
+        return
     UPSTREAM_REFRESHES.labels(provider, outcome).inc()
 
 

@@ -124,6 +124,27 @@ def test_tool_calls_errors_and_latency_per_connector(live_url, acme, metrics_on)
     assert delta("mcp_tool_calls_total", outcome="ok", tenant="globex", connector="echo") == 0
 
 
+def test_calls_are_not_counted_while_metrics_are_off(live_url, acme, settings):
+    """Off, no series is kept per tenant and connector: it would only hold memory, growing
+    with every connector a process serves (issue 17, goal 6)."""
+    connector = acme["connector"]
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), connector.url)["access_token"]
+    settings.METRICS_TOKEN = TOKEN
+    before = scrape(live_url)
+    settings.METRICS_TOKEN = ""
+    assert _call(connector.url, token, "echo", {"text": "a"})["isError"] is False
+    time.sleep(0.3)  # a call is counted just after its answer went out
+    settings.METRICS_TOKEN = TOKEN
+    after = scrape(live_url)
+    where = {"tenant": "acme", "connector": "echo"}
+    for name, labels in (
+        ("mcp_tool_calls_total", {"outcome": "ok", **where}),
+        ("mcp_tool_call_duration_seconds_count", where),
+    ):
+        assert figure(after, name, **labels) == figure(before, name, **labels)
+
+
 def test_refreshes_connections_sweep_lag_and_queue_depth(
     live_url, acme, metrics_on, quickbooks_on_emulator
 ):
@@ -177,6 +198,7 @@ def test_web_processes_sharing_the_multiprocess_folder_add_up(
     )
     env = {
         **os.environ,
+        "METRICS_TOKEN": TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "PYTHONPATH": os.pathsep.join(sys.path),
     }
