@@ -64,11 +64,18 @@ def resource_metadata_url(tenant: str, connector: str) -> str:
 
 
 class _Seen:
-    """Tokens this process has already served, so only a client's first call is traced in full."""
+    """Tokens this process has already served, so only a client's first call is traced in full.
 
-    def __init__(self, size: int = 50_000) -> None:
+    The most recent ``size`` only: each costs about 140 bytes for the life of the process. A
+    token forgotten here has its next call traced as a first call again, as it would be on
+    another process or after a restart (events.trace reads it so)."""
+
+    def __init__(self, size: int = 10_000) -> None:
         self._items: OrderedDict[int, None] = OrderedDict()
         self._size = size
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def first_time(self, key: int) -> bool:
         if key in self._items:
