@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import requests
-from authlib.integrations.base_client import OAuthError
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from joserfc.errors import JoseError
 
 from identity.models import IdentityProvider
 from identity.oidc import LEEWAY_SECONDS, id_token_claims_options, oidc_client, redirect_uri_for
@@ -104,6 +102,9 @@ def sign_in_verify(request, provider: IdentityProvider) -> Verified:
             "Start again from the sign-in page.",
         )
     client = oidc_client(provider)
+    from authlib.integrations.base_client import OAuthError  # loaded by oidc_client
+    from joserfc.errors import JoseError
+
     try:
         token = client.authorize_access_token(
             request,

@@ -7,12 +7,18 @@ unless told), the issuer as configured (not merely as discovered), and that an I
 back at all.
 """
 
-from authlib.integrations.django_client import DjangoIntegration, DjangoOAuth2App
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.urls import reverse
 
 from config import crypto
 from identity.models import IdentityProvider
+
+if TYPE_CHECKING:
+    from authlib.integrations.django_client import DjangoOAuth2App
 
 TIMEOUT_SECONDS = 10
 # Clock skew tolerated on exp/iat (authlib's default is 120 s).
@@ -35,6 +41,10 @@ def redirect_uri_for(tenant_slug: str) -> str:
 def oidc_client(provider: IdentityProvider) -> DjangoOAuth2App:
     """A fresh client for ``provider`` (cheap; discovery and JWKS are fetched per sign-in, so a
     rotated provider key or a changed configuration needs no restart)."""
+    # authlib (and joserfc under it) is imported here, by a sign-in through a provider, not
+    # with the URLs: most web processes never run one (about 5 MB of resident memory).
+    from authlib.integrations.django_client import DjangoIntegration, DjangoOAuth2App
+
     name = f"sso{provider.pk}"  # also the prefix of authlib's state keys in the session
     return DjangoOAuth2App(
         DjangoIntegration(name),

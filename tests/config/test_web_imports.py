@@ -1,6 +1,7 @@
-"""The web process loads only the client libraries its configuration uses: without Redis (the
-embedded default) it never imports redis, whose client costs about 10 MB of resident memory
-per process (issue 17, goal 6: bench/web_memory.py)."""
+"""The web process loads only the client libraries its configuration and its work use: without
+Redis (the embedded default) it never imports redis, whose client costs about 10 MB of resident
+memory per process, and authlib waits for a sign-in through an identity provider (issue 17,
+goal 6: bench/web_memory.py)."""
 
 import os
 import subprocess
@@ -10,7 +11,9 @@ import pytest
 
 
 @pytest.mark.parametrize("redis_url", ["", "redis://127.0.0.1:1/0"])
-def test_the_web_app_imports_redis_only_when_redis_is_configured(tmp_path, redis_url):
+def test_the_web_app_imports_redis_only_when_configured_and_authlib_only_for_sso(
+    tmp_path, redis_url
+):
     script = (
         "import os, sys\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
@@ -23,7 +26,7 @@ def test_the_web_app_imports_redis_only_when_redis_is_configured(tmp_path, redis
         "    limits_take([('x', 1, 60)])\n"
         "except Exception:\n"  # nothing listens on port 1
         "    pass\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'redis'}))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'redis', 'authlib'}))\n"
     )
     env = {
         k: v
