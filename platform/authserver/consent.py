@@ -74,12 +74,20 @@ def consent_remembered(
 def consent_record(
     *, user, application: Application, connector, redirect_uri: str, digest: str, scope: str
 ) -> Consent:
-    """Remember an approval of the client as the consent page showed it (``digest``)."""
-    consent, _ = Consent.objects.update_or_create(
+    """Remember an approval of the client as the consent page showed it (``digest``): one
+    upsert on the consent's unique key, a new approval replacing an older one."""
+    consent = Consent(
         user=user,
         application=application,
         connector=connector,
         redirect_uri=consent_redirect(redirect_uri),
-        defaults={"client_digest": digest, "scope": scope},
+        client_digest=digest,
+        scope=scope,
+    )
+    Consent.objects.bulk_create(
+        [consent],
+        update_conflicts=True,
+        unique_fields=["user", "application", "connector", "redirect_uri"],
+        update_fields=["client_digest", "scope"],
     )
     return consent

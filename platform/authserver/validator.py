@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 
 from django.contrib.auth.hashers import get_hasher, identify_hasher, make_password
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import Application, Grant, RefreshToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
@@ -68,19 +70,25 @@ class ConnectorOAuth2Validator(OAuth2Validator):
     def _create_refresh_token(self, request, refresh_token_code, access_token, previous):
         refresh = super()._create_refresh_token(request, refresh_token_code, access_token, previous)
         self._record_audience(request, previous, refresh_token=refresh)
+        if request.grant_type == "authorization_code":
+            # What a replay of this code revokes (invalidate_authorization_code records it).
+            request.issued_token_family = refresh.token_family
         return refresh
 
     def _record_audience(self, request, previous_refresh_token, **token) -> None:
         """The new token's connector is its grant's or its previous refresh token's; rows
         from before audience rows existed fall back to their stored resource."""
+        connector_id = None
         if previous_refresh_token is not None:
-            source = TokenAudience.objects.filter(refresh_token=previous_refresh_token)
+            connector_id = (
+                TokenAudience.objects.filter(refresh_token=previous_refresh_token)
+                .values_list("connector_id", flat=True)
+                .first()
+            )
         elif request.grant_type == "authorization_code":
-            grant = Grant.objects.filter(code=request.code, application=request.client)
-            source = TokenAudience.objects.filter(grant__in=grant)
-        else:
-            source = TokenAudience.objects.none()
-        connector_id = source.values_list("connector_id", flat=True).first()
+            grant = self._grant(request.code, request.client, request)
+            audience = _audience_of(grant) if grant is not None else None
+            connector_id = audience.connector_id if audience is not None else None
         connector_id = connector_id or connector_id_from_resource(getattr(request, "resource", []))
         if connector_id:
             TokenAudience.objects.create(connector_id=connector_id, **token)
@@ -114,23 +122,51 @@ class ConnectorOAuth2Validator(OAuth2Validator):
         super()._save_bearer_token(token, request, *args, **kwargs)
         if request.grant_type == "refresh_token" and previous is not None:
             _grace_answer(token, previous.token_checksum, fresh=token.get("access_token") == issued)
-        if request.grant_type == "authorization_code" and token.get("refresh_token"):
-            refresh = (
-                RefreshToken.objects.filter(token_checksum=_checksum(token["refresh_token"]))
-                .only("token_family")
-                .first()
-            )
-            request.issued_token_family = refresh.token_family if refresh else None
 
     def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs):
-        UsedAuthorizationCode.objects.get_or_create(
-            code_checksum=_checksum(code),
-            defaults={"token_family": getattr(request, "issued_token_family", None)},
+        """Delete the grant and remember its code as used, together: only the exchange that
+        deleted the grant (a concurrent one gets invalid_grant) names the token family a
+        replay revokes."""
+        with transaction.atomic():
+            super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+            UsedAuthorizationCode.objects.bulk_create(
+                [
+                    UsedAuthorizationCode(
+                        code_checksum=_checksum(code),
+                        token_family=getattr(request, "issued_token_family", None),
+                    )
+                ],
+                ignore_conflicts=True,
+            )
+
+    # oauthlib asks about the grant of a code up to five times in one token request (the code,
+    # the PKCE challenge and its method, the redirect URI, the resource); it is read once per
+    # request. Grants are never changed in place, and deleting one is checked by the DELETE
+    # in invalidate_authorization_code, so nothing read here can go stale within the request.
+
+    def _grant(self, code, client, request):
+        """The grant of ``code`` for ``client`` (with its user and audience row), or None."""
+        cached = getattr(request, "connector_grant", None)
+        if cached is not None and cached.code == code and cached.application_id == client.pk:
+            return cached
+        grant = (
+            Grant.objects.select_related("user", "audience")
+            .filter(code=code, application=client)
+            .first()
         )
-        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+        request.connector_grant = grant
+        return grant
 
     def validate_code(self, client_id, code, client, request, *args, **kwargs):
-        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+        grant = self._grant(code, client, request)
+        if grant is not None and not grant.is_expired():
+            # DOT's validate_code, on the grant read once.
+            request.scopes = grant.scope.split(" ")
+            request.user = grant.user
+            if grant.nonce:
+                request.nonce = grant.nonce
+            if grant.claims:
+                request.claims = json.loads(grant.claims)
             return True
         used = UsedAuthorizationCode.objects.filter(code_checksum=_checksum(code)).first()
         if used and used.token_family:
@@ -138,6 +174,33 @@ class ConnectorOAuth2Validator(OAuth2Validator):
             # first exchange issued are revoked too.
             RefreshToken.revoke_family(used.token_family)
         return False
+
+    def get_code_challenge(self, code, request):
+        grant = self._grant(code, request.client, request)
+        if grant is None:
+            return super().get_code_challenge(code, request)
+        return grant.code_challenge or None
+
+    def get_code_challenge_method(self, code, request):
+        grant = self._grant(code, request.client, request)
+        if grant is None:
+            return super().get_code_challenge_method(code, request)
+        return grant.code_challenge_method or None
+
+    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, request, *args, **kwargs):
+        grant = self._grant(code, client, request)
+        if grant is None:
+            return super().confirm_redirect_uri(
+                client_id, code, redirect_uri, client, request, *args, **kwargs
+            )
+        return grant.redirect_uri_allowed(redirect_uri)
+
+
+def _audience_of(grant):
+    try:
+        return grant.audience
+    except ObjectDoesNotExist:
+        return None
 
 
 def _grace_answer(token: dict, refresh_checksum: str, *, fresh: bool) -> None:

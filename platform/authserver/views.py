@@ -9,17 +9,19 @@ from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.http import JsonResponse, QueryDict
+from django.http import HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.common import no_append_slash
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import Application
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.signals import app_authorized
 from oauth2_provider.views import RevokeTokenView, TokenView
 from oauth2_provider.views.base import BaseAuthorizationView
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, CustomOAuth2Error
@@ -82,14 +84,15 @@ class AuthorizeView(BaseAuthorizationView):
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError as error:
             return self._error(error, application=None)
-        application = Application.objects.get(client_id=credentials["client_id"])
+        # oauthlib loaded the client to validate the request (DOT's _load_application).
+        application = credentials["request"].client
 
-        problem = self._request_problem(request, credentials)
+        resources = request.GET.getlist("resource")
+        connector = connector_from_url(resources[0]) if len(resources) == 1 else None
+        problem = self._request_problem(request, credentials, resources, connector)
         if problem:
             return self._error(problem, application)
 
-        resources = request.GET.getlist("resource")
-        connector = connector_from_url(resources[0]) if resources else None
         if connector is not None:
             refusal = self._refusal(request, connector)
             if refusal:
@@ -164,7 +167,7 @@ class AuthorizeView(BaseAuthorizationView):
                 scopes=scopes,
             )
         ):
-            return self.complete(request, pending, connector)
+            return self.complete(request, pending, connector, application=application)
 
         pending_id = secrets.token_urlsafe(16)
         stored = request.session.get(PENDING_KEY, {})
@@ -255,12 +258,15 @@ class AuthorizeView(BaseAuthorizationView):
             scope=" ".join(pending["scopes"]),
         )
         self._record(request, "oauth.consent", Event.Outcome.OK, connector, application, status=302)
-        return self.complete(request, pending, connector)
+        return self.complete(request, pending, connector, application=application)
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _request_problem(self, request, credentials) -> OAuthToolkitError | None:
-        """Checks DOT makes only after consent (or not at all), made before showing it."""
+    def _request_problem(
+        self, request, credentials, resources: list[str], connector: Connector | None
+    ) -> OAuthToolkitError | None:
+        """Checks DOT makes only after consent (or not at all), made before showing it
+        (``connector``: the one ``resources`` names, when it names one)."""
 
         def problem(error: str, description: str) -> OAuthToolkitError:
             return OAuthToolkitError(
@@ -275,10 +281,9 @@ class AuthorizeView(BaseAuthorizationView):
             or "code_challenge_method" not in request.GET
         ):
             return problem("invalid_request", "PKCE with code_challenge_method=S256 is required")
-        resources = request.GET.getlist("resource")
         if len(resources) > 1:
             return problem("invalid_target", "Request one connector per authorization")
-        if resources and connector_from_url(resources[0]) is None:
+        if resources and connector is None:
             return problem("invalid_target", f"{resources[0]} is not a connector of this server")
         return None
 
@@ -315,10 +320,12 @@ class AuthorizeView(BaseAuthorizationView):
             )
         return None
 
-    def complete(self, request, pending, connector, *, after_hop: bool = False):
+    def complete(self, request, pending, connector, *, application=None, after_hop: bool = False):
         """After consent: the upstream hop when the connector holds upstream connections (the
-        upstream app hands the authorization back to the resume URL), then the code."""
-        application = Application.objects.filter(client_id=pending["client_id"]).first()
+        upstream app hands the authorization back to the resume URL), then the code.
+        ``application``: the pending client, when this request has loaded it already."""
+        if application is None:
+            application = Application.objects.filter(client_id=pending["client_id"]).first()
         if application is None:
             return _unknown_client(request)
         if not after_hop and connector_holds_upstream(connector):
@@ -338,6 +345,8 @@ class AuthorizeView(BaseAuthorizationView):
         }
         credentials["resource"] = [connector.url]
         credentials["connector_id"] = connector.pk  # the grant's audience row (validator)
+        # oauthlib validates the client again; DOT reuses a loaded one that is still usable.
+        credentials["client"] = application
         try:
             with transaction.atomic():
                 uri, _headers, _body, _status = self.create_authorization_response(
@@ -520,6 +529,18 @@ class TracedTokenView(TokenView):
                 "error_description": body.get("error_description", ""),
             },
         )
+        return response
+
+    @method_decorator(sensitive_post_parameters("password", "client_secret"))
+    def authorization_flow_token_response(self, request, *args, **kwargs):
+        """DOT's, without reading the new access token back when nothing listens to
+        ``app_authorized`` (the signal it is read for)."""
+        if app_authorized.receivers:
+            return super().authorization_flow_token_response(request, *args, **kwargs)
+        _url, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status)
+        for name, value in headers.items():
+            response[name] = value
         return response
 
     def _authenticated_token_response(self, request, *args, **kwargs):
