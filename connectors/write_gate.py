@@ -51,6 +51,27 @@ class WriteGatedServer(MCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.middleware.append(self._hide_write_tools)
+        self._read_only: dict[str, bool] | None = None
+
+    def add_tool(self, *args: Any, **kwargs: Any) -> None:
+        self._read_only = None
+        super().add_tool(*args, **kwargs)
+
+    def remove_tool(self, name: str) -> None:
+        self._read_only = None
+        super().remove_tool(name)
+
+    async def _read_only_by_name(self) -> dict[str, bool]:
+        """Whether each tool says readOnlyHint, by name: worked out on first use and again after
+        a tool is added or removed, not on every call (listing builds every tool's model)."""
+        known = self._read_only
+        if known is None:
+            known = {
+                tool.name: bool(tool.annotations and tool.annotations.read_only_hint)
+                for tool in await self.list_tools()
+            }
+            self._read_only = known
+        return known
 
     async def _hide_write_tools(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
@@ -72,9 +93,7 @@ class WriteGatedServer(MCPServer):
             request_context = None
         tool_ctx = _context_of(request_context)
         if not writes_allowed(tool_ctx):
-            tool = next((t for t in await self.list_tools() if t.name == name), None)
-            read_only = tool is not None and tool.annotations and tool.annotations.read_only_hint
-            if tool is not None and not read_only:
+            if (await self._read_only_by_name()).get(name) is False:  # a known write tool
                 reason = (
                     f"{name} is not available: this connector is read-only (its settings do not "
                     "allow writes; a tenant admin can turn writes on)"
