@@ -1,21 +1,25 @@
 """The web process loads only the client libraries its configuration and its work use: without
 Redis (the embedded default) it never imports redis, whose client costs about 10 MB of resident
-memory per process, and authlib waits for a sign-in through an identity provider (issue 17,
-goal 6: bench/web_memory.py)."""
+memory per process; authlib waits for a sign-in through an identity provider, and the
+OpenTelemetry SDK and instrumentations for tracing to be configured (issue 17, goal 6:
+bench/web_memory.py)."""
 
+import ast
 import os
 import subprocess
 import sys
 
 import pytest
 
+WATCHED = ("redis", "authlib", "opentelemetry.sdk", "opentelemetry.instrumentation")
+
 
 @pytest.mark.parametrize("redis_url", ["", "redis://127.0.0.1:1/0"])
-def test_the_web_app_imports_redis_only_when_configured_and_authlib_only_for_sso(
+def test_the_web_app_loads_redis_only_when_configured_and_no_sso_or_tracing_libraries(
     tmp_path, redis_url
 ):
     script = (
-        "import os, sys\n"
+        f"import os, sys\nWATCHED = {WATCHED!r}\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
         "import config.asgi\n"
         "from config.asgi import serious_check_messages\n"
@@ -26,12 +30,13 @@ def test_the_web_app_imports_redis_only_when_configured_and_authlib_only_for_sso
         "    limits_take([('x', 1, 60)])\n"
         "except Exception:\n"  # nothing listens on port 1
         "    pass\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'redis', 'authlib'}))\n"
+        "print(sorted({m for m in sys.modules if m in WATCHED}))\n"
     )
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL")
+        and not k.startswith("OTEL_EXPORTER_OTLP")
     }
     env |= {"VAR_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
     if redis_url:
@@ -39,4 +44,9 @@ def test_the_web_app_imports_redis_only_when_configured_and_authlib_only_for_sso
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, check=True, timeout=120, capture_output=True
     ).stdout.decode()
-    assert out.strip().splitlines()[-1] == ("['redis']" if redis_url else "[]")
+    loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
+    if redis_url:  # redis-py imports the OpenTelemetry SDK's metrics itself
+        assert {"redis", "opentelemetry.sdk"} <= loaded
+        assert not loaded & {"authlib", "opentelemetry.instrumentation"}
+    else:
+        assert loaded == set()
