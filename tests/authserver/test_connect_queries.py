@@ -18,8 +18,8 @@ pytestmark = pytest.mark.django_db
 # Statements that read or write rows, per step of the flow for the echo connector (no upstream
 # hop); BEGIN, COMMIT and savepoints are left out, since backends log them differently.
 EXPECTED = {
-    # the unique client_id check, the client, its registration access token, the trace row
-    "register": 4,
+    # the client, its registration access token, the trace row
+    "register": 3,
     # session, user, client, connector, membership, trace row, remembered consent, session write
     "authorize": 8,
     # session, user, client, connector, membership, consent upsert, trace row, grant and its
