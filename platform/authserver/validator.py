@@ -24,6 +24,11 @@ from tenants.selectors import connector_id_from_resource
 authenticated_client: contextvars.ContextVar[str] = contextvars.ContextVar(
     "authenticated_client", default=""
 )
+# The connector whose grant this /token request exchanged (None until it has): the trace row
+# names it without looking the connector up again.
+exchanged_for_connector: contextvars.ContextVar = contextvars.ContextVar(
+    "exchanged_for_connector", default=None
+)
 
 
 def _checksum(value: str) -> str:
@@ -88,7 +93,9 @@ class ConnectorOAuth2Validator(OAuth2Validator):
         elif request.grant_type == "authorization_code":
             grant = self._grant(request.code, request.client, request)
             audience = _audience_of(grant) if grant is not None else None
-            connector_id = audience.connector_id if audience is not None else None
+            if audience is not None:
+                connector_id = audience.connector_id
+                exchanged_for_connector.set(audience.connector)
         connector_id = connector_id or connector_id_from_resource(getattr(request, "resource", []))
         if connector_id:
             TokenAudience.objects.create(connector_id=connector_id, **token)
@@ -145,12 +152,12 @@ class ConnectorOAuth2Validator(OAuth2Validator):
     # in invalidate_authorization_code, so nothing read here can go stale within the request.
 
     def _grant(self, code, client, request):
-        """The grant of ``code`` for ``client`` (with its user and audience row), or None."""
+        """The grant of ``code`` for ``client`` (with its user and audience), or None."""
         cached = getattr(request, "connector_grant", None)
         if cached is not None and cached.code == code and cached.application_id == client.pk:
             return cached
         grant = (
-            Grant.objects.select_related("user", "audience")
+            Grant.objects.select_related("user", "audience__connector")
             .filter(code=code, application=client)
             .first()
         )

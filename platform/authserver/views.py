@@ -36,7 +36,7 @@ from authserver.consent import (
 )
 from authserver.resume import awaiting_keep, awaiting_take
 from authserver.scopes import all_scopes
-from authserver.validator import authenticated_client
+from authserver.validator import authenticated_client, exchanged_for_connector
 from config.limits import limit_hit, limit_reached
 from config.proxy import client_address
 from events.models import Event
@@ -500,11 +500,14 @@ class TracedTokenView(TokenView):
     def post(self, request, *args, **kwargs):
         started = time.monotonic()
         reset = authenticated_client.set("")
+        reset_exchanged = exchanged_for_connector.set(None)
         try:
             response = self._authenticated_token_response(request, *args, **kwargs)
             client_id = authenticated_client.get()
+            exchanged = exchanged_for_connector.get() if response.status_code == 200 else None
         finally:
             authenticated_client.reset(reset)
+            exchanged_for_connector.reset(reset_exchanged)
         try:
             body = json.loads(response.content)
         except ValueError:
@@ -517,7 +520,11 @@ class TracedTokenView(TokenView):
             request,
             kind="oauth.token" if grant_type != "refresh_token" else "oauth.refresh",
             outcome=Event.Outcome.OK if response.status_code == 200 else Event.Outcome.ERROR,
-            connector=connector_from_url(resource) if resource and client_id else None,
+            # A code exchanged for a resource: DOT checked it is the grant's, whose connector
+            # the validator read with the grant.
+            connector=(exchanged or connector_from_url(resource))
+            if resource and client_id
+            else None,
             client_id=client_id,
             anonymous=response.status_code != 200,
             status_code=response.status_code,

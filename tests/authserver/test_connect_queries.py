@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from events.models import Event
 from tests.support.connect import STEPS, connect_flow
 from tests.support.flow import stored_access_token
 
@@ -25,10 +26,10 @@ EXPECTED = {
     # session, user, client, connector, membership, consent upsert, trace row, grant and its
     # audience row, trace row, session write
     "consent": 11,
-    # client, grant (with user and audience), grant for the resource check, access and refresh
-    # token with an audience row each, the grant deleted (read, audience, row), the used code,
-    # the connector the trace row names, the trace row
-    "token": 13,
+    # client, grant (with user, audience and connector), grant for DOT's resource check, access
+    # and refresh token with an audience row each, the grant deleted (read, audience, row), the
+    # used code, the trace row
+    "token": 12,
 }
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -64,3 +65,6 @@ def test_each_step_of_a_connect_runs_a_fixed_number_of_statements(acme):
         f"{name}: {sql[:160]}" for name, statements in counted.items() for sql in statements
     )
     assert stored_access_token(tokens["access_token"]).resource == [resource]
+    # The token's trace row names the connector the grant was for (read with the grant).
+    traced = Event.objects.filter(kind="oauth.token").latest("id")
+    assert (traced.connector_id, traced.tenant_id) == (acme["connector"].pk, acme["tenant"].pk)
