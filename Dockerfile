@@ -61,6 +61,10 @@ ENV PATH=/app/.venv/bin:$PATH \
     PLATFORM_ENV=production \
     VAR_DIR=/app/var \
     WEB_CONCURRENCY=2
+# glibc gives each thread that allocates a malloc arena of its own (up to 8 per core), and what
+# is freed in one is not reused by another: the gateway's worker threads then hold more memory
+# per web process, more with more load (bench/web_memory.py). Under the GIL two arenas suffice.
+ENV MALLOC_ARENA_MAX=2
 
 USER app
 EXPOSE 8000

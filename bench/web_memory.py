@@ -1,0 +1,224 @@
+"""Benchmark: the web process's resident memory (RSS) after many MCP calls, beside a bare mcp SDK
+server's (the anchor), and over a long run.
+
+Both servers are started as `bench/gateway_calls.py` starts them (one uvicorn process pinned to
+core 0, the image's uvicorn options; the bare server is the same echo server; the platform on
+SQLite in a temporary VAR_DIR, without Redis: the embedded default) and driven by wrk (one
+thread, 16 connections, pinned to core 1) with tools/call of the echo tool. Calls to the
+platform are spread over several members' tokens (``--tokens``), each from its own registered
+client, as several clients would call it; every answer is checked. Python runs from compiled
+bytecode, as in the image (UV_COMPILE_BYTECODE): the servers import from a bytecode cache in
+the run's folder (PYTHONPYCACHEPREFIX, filled before they start), so a checkout's interpreter
+that compiles its sources at every start (PYTHONDONTWRITEBYTECODE) does not count the
+compiler's memory as the server's. Both servers run with the image's MALLOC_ARENA_MAX (2, see
+the Dockerfile) unless the environment sets another.
+
+The first table: RSS when idle (after the platform served the OAuth flows that made the
+tokens) and after every fifth of ``--calls`` calls (the target, issue 17: <= 120 MB after
+100,000). With ``--minutes``, the platform then keeps serving calls that long, RSS sampled
+every ``--every`` seconds: first, last and largest sample (the target: no growth).
+
+    uv run python bench/web_memory.py --calls 100000 --minutes 10
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_calls import (  # noqa: E402
+    HEADERS,
+    METHODS,
+    ROOT,
+    Server,
+    bare,
+    check_one,
+    gateway,
+    pinned,
+)
+
+CONNECTIONS = 16
+# wrk sends each request with the next token of BENCH_TOKENS (space-separated), and counts the
+# answers that are not HTTP 200 with the echo's result.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[%(body)s]]
+%(headers)s
+local tokens, next = {}, 0
+for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "%%S+") do
+  table.insert(tokens, token)
+end
+function request()
+  if #tokens > 0 then
+    next = next %% #tokens + 1
+    wrk.headers["Authorization"] = "Bearer " .. tokens[next]
+  end
+  return wrk.format()
+end
+bad = 0
+function response(status, headers, body)
+  if status ~= 200 or not string.find(body, [[%(good)s]], 1, true) then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  io.write(string.format("bad=%%d\\n", bad))
+end
+"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def calls_for(seconds: float, server: Server, tokens: list[str], script: Path) -> int:
+    """wrk against ``server`` for ``seconds``: the number of calls answered (all good, or exit)."""
+    env = {**os.environ, "BENCH_TOKENS": " ".join(tokens)}
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(seconds))}s",
+        "-s",
+        str(script),
+        server.url,
+    ]
+    out = subprocess.run(pinned(1, command), env=env, capture_output=True, text=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = int(re.search(r"bad=(\d+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad or non2xx:
+        raise SystemExit(f"{server.name}: bad answers\n{out}")
+    return requests
+
+
+def rss_after_calls(server: Server, tokens: list[str], script: Path, calls: int) -> None:
+    """Print RSS when idle and after each fifth of ``calls`` (a row each)."""
+
+    def row(done: int) -> None:
+        rss = rss_mb(server.process.pid)
+        print(f"| {server.name} | {done if done else 'idle'} | {rss:.1f} |", flush=True)
+
+    row(0)
+    done, step, last = 0, max(1, calls // 5), 0
+    while done < calls:
+        done += calls_for(2, server, tokens, script)
+        if done // step > last // step or done >= calls:
+            row(done)
+            last = done
+
+
+def bytecode_cache(workdir: Path) -> None:
+    """Compile what the servers import into a cache of the run's own, as the image ships it."""
+    os.environ["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
+    packages = [p for p in sys.path if p.endswith("site-packages")]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "2",
+            *packages,
+            str(ROOT / "platform"),
+            str(ROOT / "connectors"),
+            str(ROOT / "tests" / "support"),
+        ],
+        check=False,  # a few test fixtures in third-party packages do not compile; no matter
+        capture_output=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--tokens", type=int, default=10, help="members' tokens the calls use")
+    parser.add_argument("--minutes", type=float, default=0, help="then a long run this long")
+    parser.add_argument("--every", type=float, default=30, help="seconds between RSS samples")
+    parser.add_argument("--uvicorn", choices=["auto", "asyncio"], default="auto")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("needs wrk: apt-get install -y wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="web-memory-bench-"))
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # the image's (Dockerfile)
+    bytecode_cache(workdir)
+    body, good = METHODS["tools/call"]
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())
+    script = workdir / "tools_call.lua"
+    script.write_text(WRK_SCRIPT % {"body": body, "headers": headers, "good": good})
+
+    servers: list[Server] = []
+    try:
+        servers.append(bare(workdir, sys.executable, args.uvicorn))
+        platform = gateway(workdir, sys.executable, args.uvicorn, "")
+        servers.append(platform)
+        tokens = [platform.token, *more_tokens(platform, args.tokens - 1)]
+        for server in servers:
+            check_one(server.url, server.token, body, good)
+        print(
+            f"load average {os.getloadavg()[0]:.2f}; RSS of one uvicorn process ({args.uvicorn}) "
+            f"pinned to core 0; wrk: {CONNECTIONS} connections on core 1, tools/call of echo; "
+            f"the platform on SQLite, {len(tokens)} tokens; "
+            f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}"
+        )
+        print("| server | calls | RSS MB |")
+        print("| --- | ---: | ---: |", flush=True)
+        for server in servers:
+            rss_after_calls(server, tokens if server.token else [], script, args.calls)
+        print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        if args.minutes:
+            long_run(platform, tokens, script, args.minutes, args.every)
+    finally:
+        for server in servers:
+            server.process.terminate()
+            server.process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def more_tokens(platform: Server, count: int) -> list[str]:
+    """``count`` more tokens of the platform's bench member, each from a client of its own."""
+    from tests.support.flow import OAuthClient
+    from tests.support.oauth import Browser
+
+    base = platform.url.split("/t/")[0]
+    member = platform.url.split("/t/")[1].split("/")[0]  # gateway() names tenant and member alike
+    browser = Browser(member, "pw-bench-1")
+    browser.sign_in(base)
+    return [
+        OAuthClient.register(base).tokens(browser, platform.url)["access_token"]
+        for _ in range(count)
+    ]
+
+
+def long_run(platform: Server, tokens: list[str], script: Path, minutes: float, every: float):
+    """Calls for ``minutes``, RSS sampled every ``every`` seconds."""
+    samples = [(0.0, 0, rss_mb(platform.process.pid))]
+    started, calls = time.monotonic(), 0
+    while (elapsed := time.monotonic() - started) < minutes * 60:
+        calls += calls_for(min(every, minutes * 60 - elapsed), platform, tokens, script)
+        samples.append((time.monotonic() - started, calls, rss_mb(platform.process.pid)))
+    largest = max(samples, key=lambda s: s[2])
+    print(f"\n{platform.name}: {minutes:g} minutes of calls, RSS every {every:g} s")
+    print("| sample | seconds | calls | RSS MB |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, (seconds, count, rss) in (
+        ("first", samples[0]),
+        ("largest", largest),
+        ("last", samples[-1]),
+    ):
+        print(f"| {label} | {seconds:.0f} | {count} | {rss:.1f} |")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
