@@ -38,10 +38,18 @@ class ListCache:
         if ttl <= 0:
             return
         with self._lock:
-            self._items[(connection, method, cursor)] = (time.monotonic() + ttl, result)
+            now = time.monotonic()
+            self._items[(connection, method, cursor)] = (now + ttl, result)
             self._items.move_to_end((connection, method, cursor))
+            # Lists past their time are never answered again: the oldest stored go now (a
+            # whole tools/list each), not only once ``size`` lists are waiting.
+            while self._items and next(iter(self._items.values()))[0] < now:
+                self._items.popitem(last=False)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def invalidate(self, connection: str, methods: tuple[str, ...] = LIST_METHODS) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
@@ -93,20 +94,32 @@ class Sessions:
     """Eras and upstream session ids per (upstream URL, credential key), in this process.
 
     Another process (or replica) opens its own session: an upstream session is a cache, never
-    state the platform depends on.
+    state the platform depends on. So only the ``size`` most recently used are kept (a
+    process would otherwise hold one for every connection and member it ever served); a
+    forgotten one is negotiated again on its next call.
     """
 
-    def __init__(self) -> None:
-        self._items: dict[str, Era] = {}
+    def __init__(self, size: int = 10_000) -> None:
+        self._items: OrderedDict[str, Era] = OrderedDict()
+        self._size = size
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self, key: str) -> Era | None:
         with self._lock:
-            return self._items.get(key)
+            era = self._items.get(key)
+            if era is not None:
+                self._items.move_to_end(key)
+            return era
 
     def put(self, key: str, era: Era) -> None:
         with self._lock:
             self._items[key] = era
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
     def drop(self, key: str, era: Era | None = None) -> None:
         with self._lock:
