@@ -9,8 +9,10 @@ from collections import OrderedDict
 from datetime import timedelta
 
 import anyio
+import pydantic_core
 from django.conf import settings
 from django.utils import timezone
+from mcp.server.streamable_http_manager import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
@@ -44,6 +46,7 @@ from events.services import aevent_record, call_counter
 from gateway.answers import cors_headers, json_answer, respond, rpc_error
 from gateway.bearer import BearerCheck, bearer_check
 from gateway.body import read_body
+from gateway.dispatch import answer_here, single_request
 from gateway.faults import serve_within_boundary
 from gateway.policy import POLICY_KEY, install_tool_policy
 from gateway.ratelimit import rate_limit_refusal, rate_limited_record
@@ -223,11 +226,14 @@ class Gateway:
             )
             return
         refusal = _refusal(check, token, tenant, connector)
+        body = payload = None
         if refusal is None:
-            receive, refusal = await self._scope_refusal(check, receive, tenant, connector)
+            receive, body = await read_body(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
+            payload = _parsed(body)
+            refusal = await self._scope_refusal(check, payload, tenant, connector)
         if refusal is not None:
-            status, body, extra = refusal
-            await json_answer(send, status, body, extra)
+            status, refused, extra = refusal
+            await json_answer(send, status, refused, extra)
             await aevent_record(
                 kind="mcp.unauthenticated" if token is None else "mcp.rejected",
                 outcome=Event.Outcome.DENIED,
@@ -239,8 +245,8 @@ class Gateway:
                 ip=_client_ip(scope),
                 user_agent=headers.get("user-agent", ""),
                 detail={
-                    "error": body["error"],
-                    "error_description": body["error_description"],
+                    "error": refused["error"],
+                    "error_description": refused["error_description"],
                     "method": scope["method"],
                 },
                 anonymous=check.token_user_id is None,
@@ -268,16 +274,21 @@ class Gateway:
         scope = dict(scope)
         scope[SCOPE_KEY] = _tool_context(check, tenant, connector)
         scope[POLICY_KEY] = check.tool_policy
-        if headers.get("mcp-protocol-version", "") not in ("", *HANDSHAKE_PROTOCOL_VERSIONS):
-            manager = self.streaming_managers[check.connector_kind]
-        else:
-            # A handshake-era request that asks for progress gets an event stream, where the
-            # progress (and the tool's log messages) can ride before the answer.
-            receive, body = await read_body(receive)
-            if b'"progressToken"' in body:
+        observed = _Observed(body, payload, send)
+        version = headers.get("mcp-protocol-version", "")
+        if version in ("", *HANDSHAKE_PROTOCOL_VERSIONS):
+            if (message := single_request(payload)) is not None:
+                await answer_here(manager, version, message, scope, receive, observed.send)
+            elif body is not None and b'"progressToken"' in body:
+                # A handshake-era request that asks for progress gets an event stream, where
+                # the progress (and the tool's log messages) can ride before the answer.
                 manager = self.streaming_managers[check.connector_kind]
-        observed = _Observed(receive, send)
-        await manager.handle_request(scope, observed.receive, observed.send)
+                await manager.handle_request(scope, receive, observed.send)
+            else:
+                await manager.handle_request(scope, receive, observed.send)
+        else:
+            manager = self.streaming_managers[check.connector_kind]
+            await manager.handle_request(scope, receive, observed.send)
         await self._audit(check, scope[SCOPE_KEY], observed, started)
         await self._account(check, scope, headers, observed, started)
 
@@ -325,18 +336,18 @@ class Gateway:
         if audit_buffer.add(record) and self._audit_due is not None:
             self._audit_due.set()
 
-    async def _scope_refusal(self, check: BearerCheck, receive, tenant: str, connector: str):
-        """(receive, refusal): a tools/call of a tool whose scopes the token lacks is refused
-        with the step-up challenge (gateway.scopes); only kinds with such tools read the body."""
+    async def _scope_refusal(self, check: BearerCheck, payload, tenant: str, connector: str):
+        """The step-up refusal of a tools/call of a tool whose scopes the token lacks
+        (gateway.scopes); None when there is nothing to refuse."""
         if check.connector_kind not in self.managers:
-            return receive, None
+            return None
         needs = await self._tool_scopes.callable_by(check)
         if not needs:
-            return receive, None
-        receive, missing = await missing_scopes(receive, needs, check.token_scope)
+            return None
+        missing = missing_scopes(payload, needs, check.token_scope)
         if not missing:
-            return receive, None
-        return receive, _insufficient_scope(
+            return None
+        return _insufficient_scope(
             resource_metadata_url(tenant, connector),
             [settings.MCP_SCOPE, *sorted(missing)],
             "This tool needs the scope "
@@ -438,20 +449,15 @@ def _tool_context(check: BearerCheck, tenant: str, connector: str) -> ToolContex
 
 
 class _Observed:
-    """Wraps receive/send to learn the JSON-RPC method, the status and whether it failed."""
+    """The request (its body as read, parsed) and what was sent back: the JSON-RPC method,
+    the status and whether it failed."""
 
-    def __init__(self, receive, send) -> None:
-        self._receive = receive
+    def __init__(self, body: bytes | None, payload, send) -> None:
+        self.body = body or b""
+        self._payload = payload
         self._send = send
-        self.body = bytearray()
         self.status = 0
         self.response = bytearray()
-
-    async def receive(self):
-        message = await self._receive()
-        if message["type"] == "http.request" and len(self.body) < 64 * 1024:
-            self.body.extend(message.get("body", b"")[: 64 * 1024])
-        return message
 
     async def send(self, message):
         if message["type"] == "http.response.start":
@@ -464,11 +470,7 @@ class _Observed:
 
     def payload(self) -> dict:
         """The JSON-RPC request, or {} when it is not one object (a batch, not JSON)."""
-        try:
-            payload = json.loads(self.body)
-        except ValueError:
-            return {}
-        return payload if isinstance(payload, dict) else {}
+        return self._payload if isinstance(self._payload, dict) else {}
 
     def rpc_name(self) -> str:
         if self.body.lstrip().startswith(b"["):
@@ -584,6 +586,16 @@ def _insufficient_scope(metadata: str, scopes: list[str], description: str):
         {"error": "insufficient_scope", "error_description": description},
         [("www-authenticate", challenge)],
     )
+
+
+def _parsed(body: bytes | None):
+    """The request body as JSON (None when it is not JSON, or was too long to keep)."""
+    if body is None:
+        return None
+    try:
+        return pydantic_core.from_json(body)
+    except ValueError:
+        return None
 
 
 def _bearer(authorization: str) -> str | None:

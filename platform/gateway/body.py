@@ -8,8 +8,9 @@ from typing import Any
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-async def read_body(receive: Receive) -> tuple[Receive, bytes]:
-    """The request's body, and a ``receive`` that replays exactly the messages read."""
+async def read_body(receive: Receive, limit: int) -> tuple[Receive, bytes | None]:
+    """The request's body (None once it grows past ``limit`` bytes: the rest is left unread),
+    and a ``receive`` that replays exactly the messages read, then goes on receiving."""
     messages, body = [], bytearray()
     while True:
         message = await receive()
@@ -17,10 +18,13 @@ async def read_body(receive: Receive) -> tuple[Receive, bytes]:
         if message["type"] != "http.request":
             break
         body.extend(message.get("body", b""))
+        if len(body) > limit:
+            body = None
+            break
         if not message.get("more_body"):
             break
 
     async def replay() -> dict[str, Any]:
         return messages.pop(0) if messages else await receive()
 
-    return replay, bytes(body)
+    return replay, None if body is None else bytes(body)

@@ -4,8 +4,8 @@ A kind's tool says which scopes its calls need (``connectors.base.requires_scope
 ``tools/call`` of it with a token that lacks one is answered HTTP 403 with the
 ``insufficient_scope`` challenge (MCP authorization, "Scope challenge handling"), which names the
 scopes the call needs so the client re-authorizes with them (step-up) and retries. The answer
-has to be an HTTP status, so the check reads the request body before the SDK does, and only
-for kinds that have such tools: every other request is passed through untouched.
+has to be an HTTP status, so the check looks at the request before the SDK does (the gateway
+reads and parses the body once), and only for kinds that have such tools.
 
 A tool the caller may not call anyway (the connector's tool policy, or the write gate of a
 read-only connector) is not challenged: it refuses itself, and nobody is asked to consent to a
@@ -17,12 +17,9 @@ scopes it needs in its ``_meta.securitySchemes``, so a client can discover it an
 
 from __future__ import annotations
 
-import json
-
 from connectors.base import WRITES_SETTING, declared_tools, get_kind, scopes_needed
 from connectors.write_gate import WriteGatedServer
 from gateway.bearer import BearerCheck
-from gateway.body import Receive, read_body
 from tenants.policy import tool_refusal
 
 
@@ -58,17 +55,12 @@ class ToolScopes:
         }
 
 
-async def missing_scopes(
-    receive: Receive, needs: dict[str, frozenset[str]], token_scope: str | None
-) -> tuple[Receive, frozenset[str]]:
-    """Read the request body; return a receive that replays it, and the scopes the calls in it
-    need that ``token_scope`` lacks (none when the body is not a tools/call of such a tool:
-    anything malformed is left for the SDK to answer)."""
-    replay, body = await read_body(receive)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return replay, frozenset()
+def missing_scopes(
+    payload, needs: dict[str, frozenset[str]], token_scope: str | None
+) -> frozenset[str]:
+    """The scopes the calls in ``payload`` (the parsed request body) need that ``token_scope``
+    lacks: none when it is not a tools/call of such a tool (anything malformed is left for the
+    SDK to answer)."""
     granted = set((token_scope or "").split())
     missing: set[str] = set()
     for request in payload if isinstance(payload, list) else [payload]:
@@ -78,4 +70,4 @@ async def missing_scopes(
         name = params.get("name") if isinstance(params, dict) else None
         if isinstance(name, str):
             missing |= needs.get(name, frozenset()) - granted
-    return replay, frozenset(missing)
+    return frozenset(missing)

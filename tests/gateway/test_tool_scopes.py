@@ -1,9 +1,11 @@
-"""The body check behind the step-up challenge (gateway.scopes): what it reads and replays."""
+"""The body check behind the step-up challenge (gateway.scopes), and the body read before it
+(gateway.body): what is read, and that the SDK gets exactly what the client sent."""
 
 import json
 
 import anyio
 
+from gateway.body import read_body
 from gateway.scopes import missing_scopes
 
 NEEDS = {"create_customer": frozenset({"quickbooks.write"})}
@@ -22,11 +24,9 @@ def _receive(body: bytes, chunk: int = 7):
     return receive
 
 
-def _check(payload, token_scope="mcp"):
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-
+def _read_then_replay(body: bytes, limit: int):
     async def run():
-        replay, missing = await missing_scopes(_receive(body), NEEDS, token_scope)
+        replay, read = await read_body(_receive(body), limit)
         replayed = b""
         while True:
             message = await replay()
@@ -37,9 +37,23 @@ def _check(payload, token_scope="mcp"):
                 break
         assert replayed == body  # the SDK reads exactly what the client sent
         assert (await replay())["type"] == "http.disconnect"
-        return missing
+        return read
 
     return anyio.run(run)
+
+
+def test_the_body_is_read_once_and_replayed_as_it_came():
+    body = json.dumps(_call("create_customer")).encode()
+    assert _read_then_replay(body, limit=1000) == body
+
+
+def test_a_body_over_the_limit_is_not_kept_and_still_reaches_the_sdk_whole():
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}'
+    assert _read_then_replay(body, limit=20) is None
+
+
+def _check(payload, token_scope="mcp"):
+    return missing_scopes(payload, NEEDS, token_scope)
 
 
 def _call(name, id_=1):
@@ -58,5 +72,5 @@ def test_a_batch_is_checked_message_by_message():
 
 
 def test_a_malformed_body_is_left_to_the_sdk():
-    assert _check(b'{"jsonrpc": "2.0", "method": "tools/call", "params": ') == set()
+    assert _check(None) == set()  # not JSON
     assert _check({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": []}) == set()
