@@ -170,8 +170,32 @@ def test_a_failed_flush_keeps_the_records_for_the_next_one(acme, monkeypatch):
     assert audit_buffer.flush() == []
     assert audit_buffer.pending() == 1
     monkeypatch.undo()
-    assert [r.tool for r in audit_buffer.flush()] == ["kept"]
+    (written,) = audit_buffer.flush()
+    assert written.tool == "kept"
     assert AuditRecord.objects.get().tool == "kept"
+
+
+def test_a_flush_stores_every_field_and_gives_each_record_its_id(acme):
+    audit_buffer.drain()
+    arguments = {"query": "select * from Customer", "nested": {"n": [1, 2.5, None, "é"]}}
+    created = timezone.now() - timedelta(seconds=3)
+    records = [_record(acme, tool=f"t{i}", created=created) for i in range(1200)]
+    records[0].arguments = arguments
+    for record in records:
+        audit_buffer.add(record)
+    written = audit_buffer.flush()
+    assert len(written) == 1200 and all(r.pk for r in written)
+    stored = {r.pk: r for r in AuditRecord.objects.all()}
+    assert len(stored) == 1200
+    for record in written:
+        row = stored[record.pk]
+        assert (row.tool, row.created, row.tenant_id, row.outcome) == (
+            record.tool,
+            created,
+            acme["tenant"].pk,
+            record.outcome,
+        )
+    assert stored[written[0].pk].arguments == arguments
 
 
 def test_housekeeping_prunes_records_past_the_retention(acme, settings):
