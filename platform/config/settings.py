@@ -146,6 +146,9 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_POOL_SIZE > 0:
         "max_size": DB_POOL_SIZE,
         "timeout": envint("DB_POOL_TIMEOUT", 10),  # seconds a caller waits for a free one
     }
+    # psycopg may prepare statements on these long-lived connections: the gateway's bearer
+    # check asks it to (gateway.bearer); Django's own cursors bind on the client and never do.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
     # The pool hands out only connections that answer (a restarted PostgreSQL closes them all),
     # and finds out without a round trip per checkout (config.postgresql).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -2,11 +2,12 @@
 
 One parameterised SQL statement (LEFT JOINs from the connector to the token, its audience, its
 client, its user and the membership), built once per process from the models' table and column
-names; each request only runs it with its own three parameters. Building the same lookup with
-the ORM (nine subqueries) cost more CPU than the rest of the gateway together. Nothing is cached
-but the SQL text: every request reads the token, its audience, the user, the membership and the
-connector anew, so a revocation, a disconnect, a removed member or a disabled connector bites on
-the very next request, in every process.
+names; each request only runs it with its own three parameters (prepared, on PostgreSQL's
+pooled connections). Building the same lookup with the ORM (nine subqueries) cost more CPU than
+the rest of the gateway together. Nothing is cached but the SQL text (and PostgreSQL's plan):
+every request reads the token, its audience, the user, the membership and the connector anew,
+so a revocation, a disconnect, a removed member or a disabled connector bites on the very next
+request, in every process.
 """
 
 import functools
@@ -126,6 +127,34 @@ def _compiled(vendor: str) -> _Compiled:
     return _Compiled(sql=sql, converters=tuple(converters))
 
 
+@functools.cache
+def _prepared_cursor_class():
+    import psycopg
+
+    class PreparedCursor(psycopg.Cursor):
+        """Binds on the server and prepares what it runs (psycopg's ``prepare=True``)."""
+
+        def execute(self, query, params=None, *, prepare=True, binary=None):
+            return super().execute(query, params, prepare=prepare, binary=binary)
+
+    return PreparedCursor
+
+
+def _cursor():
+    """A cursor for the statement. On PostgreSQL with the pool, one that prepares it on the
+    (pooled, long-lived) connection, so that PostgreSQL stops planning a seven-table join for
+    every request: most of its CPU per check (bench/gateway_calls.py). Django's own cursors
+    bind on the client and never prepare; without the pool (DB_POOL_SIZE=0, e.g. behind
+    PgBouncer) a connection serves one check, so there is nothing to prepare for."""
+    if connection.vendor != "postgresql" or connection.pool is None:
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = _prepared_cursor_class()(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
+
+
 def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> BearerCheck | None:
     """Look up the connector and, when given, the token and its user's membership.
 
@@ -135,7 +164,7 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
     """
     checksum = hashlib.sha256(token.encode()).hexdigest() if token else ""
     compiled = _compiled(connection.vendor)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(compiled.sql, [checksum, tenant_slug, connector_slug])
         row = cursor.fetchone()
     if row is None:

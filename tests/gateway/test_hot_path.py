@@ -29,6 +29,23 @@ def test_authorizing_a_request_is_one_query(live_url, acme):
     assert len(queries.captured_queries) == 1
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="statements are prepared on PostgreSQL"
+)
+def test_the_bearer_check_is_prepared_on_the_pooled_connection(live_url, acme):
+    """PostgreSQL plans the seven-table join once per pooled connection, not per request; the
+    plan is all that is kept: a revoked token is refused at once (test_revocation_*)."""
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
+    for _ in range(3):
+        assert bearer_check("acme", "echo", token).member_role == "member"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any('"oauth2_provider_accesstoken" tok' in statement for statement in prepared)
+    assert bearer_check("acme", "echo", "not-a-token").token_id is None
+
+
 def test_routine_calls_are_counted_not_written_one_by_one(live_url, acme):
     client = OAuthClient.register(live_url)
     token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
