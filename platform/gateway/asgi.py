@@ -104,7 +104,10 @@ class Gateway:
 
     Two per kind: the handshake wire (through 2025-11-25) answers each POST with one JSON body;
     the 2026-07-28 wire may stream, which the SDK does only when a tool sends notifications
-    (progress, logs) during the call, and otherwise answers JSON too.
+    (progress, logs) during the call, and otherwise answers JSON too. A plain handshake-era
+    request (one JSON-RPC request, no progress asked) skips the handshake manager's transport
+    and is answered by the kind's server in this task (gateway.dispatch), as that transport
+    would answer it.
     """
 
     def __init__(self) -> None:
