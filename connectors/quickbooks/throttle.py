@@ -23,6 +23,9 @@ import anyio
 if TYPE_CHECKING:
     from connectors.base import SlotLimiter
 
+# Past this many realms counted, the idle ones are dropped (RealmThrottle._sweep).
+SWEEP_AT = 1000
+
 
 class RealmThrottle:
     """At most `per_second` requests in any one second and `per_minute` in any minute, per realm."""
@@ -42,6 +45,7 @@ class RealmThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         self._sent: dict[str, deque[float]] = {}
+        self._sweep_at = SWEEP_AT
 
     @property
     def windows(self) -> tuple[tuple[int, float], ...]:
@@ -67,7 +71,20 @@ class RealmThrottle:
             if waits:
                 return max(max(waits), 0.001)
             sent.append(now)
+            if len(self._sent) > self._sweep_at:
+                self._sweep(now)
             return 0.0
+
+    def _sweep(self, now: float) -> None:
+        """Drop the realms with no request inside the minute window: they limit nothing, and a
+        process would otherwise keep one for every company it ever called."""
+        cutoff = now - self._minute
+        self._sent = {r: sent for r, sent in self._sent.items() if sent and sent[-1] > cutoff}
+        self._sweep_at = max(SWEEP_AT, 2 * len(self._sent))  # amortised: rare as realms grow
+
+    def __len__(self) -> int:
+        """The realms whose requests are counted now."""
+        return len(self._sent)
 
     async def acquire(self, realm_id: str) -> None:
         """Wait (asynchronously) until the realm may send one more request, and take the slot."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.quickbooks.client import RealmThrottle
+from connectors.quickbooks.throttle import SWEEP_AT
 
 
 class FakeMonotonic:
@@ -81,3 +82,17 @@ def test_acquire_blocking_sleeps_until_a_slot_frees(monkeypatch, clock):
     throttle.acquire_blocking("r")
 
     assert slept == [pytest.approx(1.0)]
+
+
+def test_realms_idle_for_a_minute_are_forgotten_once_many_are_counted(clock):
+    """A process keeps no count for every company it ever called: past SWEEP_AT realms, those
+    with no request in the minute window are dropped (they limit nothing)."""
+    throttle = RealmThrottle(per_second=10, per_minute=500, margin=0, clock=clock)
+    for n in range(SWEEP_AT):
+        assert throttle.try_acquire(f"idle-{n}") == 0.0
+    assert len(throttle) == SWEEP_AT
+    clock.now += 61
+    assert throttle.try_acquire("busy") == 0.0  # one more than SWEEP_AT: the idle ones go
+    assert len(throttle) == 1
+    # A forgotten realm starts a fresh count, as it would after a minute anyway.
+    assert throttle.try_acquire("idle-0") == 0.0
