@@ -3,15 +3,15 @@ server's (the anchor), and over a long run.
 
 Both servers are started as `bench/gateway_calls.py` starts them (one uvicorn process pinned to
 core 0, the image's uvicorn options; the bare server is the same echo server; the platform on
-SQLite in a temporary VAR_DIR, without Redis: the embedded default) and driven by wrk (one
-thread, 16 connections, pinned to core 1) with tools/call of the echo tool. Calls to the
-platform are spread over several members' tokens (``--tokens``), each from its own registered
-client, as several clients would call it; every answer is checked. Python runs from compiled
-bytecode, as in the image (UV_COMPILE_BYTECODE): the servers import from a bytecode cache in
-the run's folder (PYTHONPYCACHEPREFIX, filled before they start), so a checkout's interpreter
-that compiles its sources at every start (PYTHONDONTWRITEBYTECODE) does not count the
-compiler's memory as the server's. Both servers run with the image's MALLOC_ARENA_MAX (2, see
-the Dockerfile) unless the environment sets another.
+SQLite in a temporary VAR_DIR, or on ``--database-url``'s PostgreSQL; without Redis) and
+driven by wrk (one thread, 16 connections, pinned to core 1) with tools/call of the echo tool.
+Calls to the platform are spread over several members' tokens (``--tokens``), each from its
+own registered client, as several clients would call it; every answer is checked. Python runs
+from compiled bytecode, as in the image (UV_COMPILE_BYTECODE): the servers import from a
+bytecode cache in the run's folder (PYTHONPYCACHEPREFIX, filled before they start), so a
+checkout's interpreter that compiles its sources at every start (PYTHONDONTWRITEBYTECODE) does
+not count the compiler's memory as the server's. Both servers run with the image's
+MALLOC_ARENA_MAX (2, see the Dockerfile) unless the environment sets another.
 
 The first table: RSS when idle (after the platform served the OAuth flows that made the
 tokens) and after every fifth of ``--calls`` calls (the target, issue 17: <= 120 MB after
@@ -90,8 +90,14 @@ def calls_for(seconds: float, server: Server, tokens: list[str], script: Path) -
         str(script),
         server.url,
     ]
-    out = subprocess.run(pinned(1, command), env=env, capture_output=True, text=True).stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    done = subprocess.run(pinned(1, command), env=env, capture_output=True, text=True)
+    out = done.stdout
+    if not (count := re.search(r"(\d+) requests in", out)):
+        raise SystemExit(
+            f"wrk failed ({done.returncode}), server exit status {server.process.poll()}: "
+            f"{out}{done.stderr}"
+        )
+    requests = int(count.group(1))
     bad = int(re.search(r"bad=(\d+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad or non2xx:
@@ -146,6 +152,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=0, help="then a long run this long")
     parser.add_argument("--every", type=float, default=30, help="seconds between RSS samples")
     parser.add_argument("--uvicorn", choices=["auto", "asyncio"], default="auto")
+    parser.add_argument(
+        "--database-url", default="", help="the platform on this PostgreSQL database instead"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
@@ -160,7 +169,7 @@ def main() -> None:
     servers: list[Server] = []
     try:
         servers.append(bare(workdir, sys.executable, args.uvicorn))
-        platform = gateway(workdir, sys.executable, args.uvicorn, "")
+        platform = gateway(workdir, sys.executable, args.uvicorn, args.database_url)
         servers.append(platform)
         tokens = [platform.token, *more_tokens(platform, args.tokens - 1)]
         for server in servers:
@@ -168,7 +177,8 @@ def main() -> None:
         print(
             f"load average {os.getloadavg()[0]:.2f}; RSS of one uvicorn process ({args.uvicorn}) "
             f"pinned to core 0; wrk: {CONNECTIONS} connections on core 1, tools/call of echo; "
-            f"the platform on SQLite, {len(tokens)} tokens; "
+            f"the platform on {'PostgreSQL' if args.database_url else 'SQLite'}, "
+            f"{len(tokens)} tokens; "
             f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}"
         )
         print("| server | calls | RSS MB |")
@@ -182,6 +192,8 @@ def main() -> None:
         for server in servers:
             server.process.terminate()
             server.process.wait()
+            if server.cleanup:
+                server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
