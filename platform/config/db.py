@@ -31,6 +31,15 @@ def _release() -> None:
     close_old_connections()
 
 
+def db_connection_release() -> None:
+    """Hand this thread's connection back before a slow wait that needs no database (a
+    provider's answer): to the pool on PostgreSQL, so a worker's threads share a few
+    connections instead of each holding one across its HTTP call. Kept on SQLite (as above)
+    and inside a transaction (closing would end it)."""
+    if not connection.in_atomic_block:
+        _release()
+
+
 def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """``sync_to_async(func, thread_sensitive=False)`` that releases its connection after."""
 

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 
 from config import crypto
+from config.db import db_connection_release
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.metrics import metrics_refresh
 from events.models import Event
 from events.services import event_record
+from tenants.models import Connector
 from upstream import clock
 from upstream.models import UpstreamConnection
 from upstream.services import provider_for, token_fields, upstream_connection_reauth_needed
@@ -50,25 +52,83 @@ def upstream_connection_fresh(connection: UpstreamConnection, now) -> bool:
     )
 
 
-def _claim_lease(connection: UpstreamConnection, owner: str, now) -> bool:
-    """Take the refresh lease if nobody holds a live one and the row still holds the tokens we
-    read (nobody refreshed, reconnected or re-encrypted since). One conditional UPDATE; when it
-    succeeds, the refresh token we read is the newest committed one, so no re-read is needed."""
-    claimed = (
-        UpstreamConnection.objects.filter(
-            pk=connection.pk,
-            access_expires_at=connection.access_expires_at,
-            refresh_token_encrypted=connection.refresh_token_encrypted,
+def _claim_lease(
+    connection_id: int, owner: str, now, *, force: bool, first_seen=None
+) -> UpstreamConnection | None:
+    """Take the refresh lease and read the row in one statement (UPDATE ... RETURNING, on
+    PostgreSQL and SQLite alike): only if nobody holds a live lease, the grant is alive, the
+    tokens need a refresh (unless forced) and, once we have waited for another holder, nobody
+    refreshed since we looked (``first_seen``). The row comes back as the UPDATE left it, under
+    its row lock, so the refresh token it holds is the newest committed one. Returns None when
+    the lease was not taken; the connector comes back with the row (kind, settings, tenant),
+    the rest of it is loaded only if something asks."""
+    conn = connections[UpstreamConnection.objects.db]
+    quote, ops = conn.ops.quote_name, conn.ops
+    table, connector_table = UpstreamConnection._meta.db_table, Connector._meta.db_table
+    lease_until = now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS)
+    conditions = [
+        f"{quote('id')} = %s",
+        f"({quote('lease_until')} IS NULL OR {quote('lease_until')} < %s)",
+        f"{quote('status')} NOT IN (%s, %s)",
+    ]
+    params = [
+        connection_id,
+        ops.adapt_datetimefield_value(now),
+        Status.NEEDS_REAUTH,
+        Status.REVOKED,
+    ]
+    if not force:  # not fresh: the access token is inside the margin or the last refresh is old
+        conditions.append(
+            f"({quote('access_expires_at')} <= %s OR {quote('last_refresh_at')} IS NULL"
+            f" OR {quote('last_refresh_at')} <= %s)"
         )
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .exclude(status__in=[Status.NEEDS_REAUTH, Status.REVOKED])
-        .update(
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS),
-            status=Status.REFRESHING,
-        )
+        params += [
+            ops.adapt_datetimefield_value(
+                now + timedelta(seconds=settings.UPSTREAM_REFRESH_MARGIN)
+            ),
+            ops.adapt_datetimefield_value(
+                now - timedelta(seconds=settings.UPSTREAM_MAX_REFRESH_AGE)
+            ),
+        ]
+    if first_seen is not None:
+        conditions.append(f"{quote('access_expires_at')} = %s")
+        params.append(ops.adapt_datetimefield_value(first_seen))
+    columns = ", ".join(quote(f.column) for f in UpstreamConnection._meta.concrete_fields)
+    connector_columns = ", ".join(
+        f"(SELECT c.{quote(column)} FROM {quote(connector_table)} c"
+        f" WHERE c.{quote('id')} = {quote(table)}.{quote('connector_id')}) AS {alias}"
+        for column, alias in _CONNECTOR_COLUMNS
     )
-    return claimed == 1
+    sql = (
+        f"UPDATE {quote(table)} SET {quote('lease_owner')} = %s, {quote('lease_until')} = %s, "
+        f"{quote('status')} = %s WHERE {' AND '.join(conditions)} "
+        f"RETURNING {columns}, {connector_columns}"
+    )
+    params = [owner, ops.adapt_datetimefield_value(lease_until), Status.REFRESHING, *params]
+    rows = list(UpstreamConnection.objects.raw(sql, params))
+    if not rows:
+        return None
+    connection = rows[0]
+    settings_field = Connector._meta.get_field("settings")
+    connection.connector = Connector.from_db(
+        conn.alias,
+        ["id", "tenant_id", "kind", "settings"],
+        [
+            connection.connector_id,
+            connection.connector_tenant_id,
+            connection.connector_kind,
+            settings_field.from_db_value(connection.connector_settings, None, conn),
+        ],
+    )
+    return connection
+
+
+# What a refresh needs of the connector (the provider's settings, the event's tenant).
+_CONNECTOR_COLUMNS = (
+    ("tenant_id", "connector_tenant_id"),
+    ("kind", "connector_kind"),
+    ("settings", "connector_settings"),
+)
 
 
 def _finish(connection_id: int, owner: str, **fields) -> dict | None:
@@ -85,29 +145,35 @@ def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> U
     Raises UpstreamReauthRequired when the grant is dead (the connection is then
     needs_reauth), UpstreamUnavailable on a transient failure (the connection keeps its
     tokens and goes to error, to be retried), and waits for a refresh another process holds.
-    A refresh is four statements: read, claim the lease, store the answer, record the event.
+    A refresh is three statements: claim the lease and read the row (one UPDATE ... RETURNING),
+    store the answer, record the event.
     """
     deadline = time.monotonic() + settings.UPSTREAM_LEASE_SECONDS + 5
     first_seen = None
     while True:
+        owner = uuid.uuid4().hex
+        connection = _claim_lease(
+            connection_id, owner, clock.now(), force=force, first_seen=first_seen
+        )
+        if connection is not None:
+            break
+        # Not claimed: the row says why (dead grant, still fresh, or someone holds the lease).
         connection = UpstreamConnection.objects.select_related("connector").get(pk=connection_id)
-        now = clock.now()
         if connection.status in (Status.NEEDS_REAUTH, Status.REVOKED):
             raise UpstreamReauthRequired(f"connection is {connection.status}")
         first_seen = first_seen or connection.access_expires_at
         if not connection.lease_owner and (
-            (not force and upstream_connection_fresh(connection, now))
+            (not force and upstream_connection_fresh(connection, clock.now()))
             # Someone else refreshed while we waited: their tokens are the ones to use.
             or connection.access_expires_at != first_seen
         ):
             return connection
-        owner = uuid.uuid4().hex
-        if _claim_lease(connection, owner, now):
-            break
         if time.monotonic() > deadline:
             raise UpstreamUnavailable("another refresh of this connection did not finish")
         time.sleep(0.05)
 
+    # The provider may take seconds: the database connection goes back to the pool meanwhile.
+    db_connection_release()
     provider = provider_for(connection)
     started = time.monotonic()
     try:

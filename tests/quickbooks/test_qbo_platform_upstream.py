@@ -91,8 +91,8 @@ def test_a_second_refresh_waits_for_the_lease_holder_instead_of_refreshing_again
             release.wait(30)
             return self.provider.refresh(refresh_token)
 
-    def claim(connection, owner, now):
-        claimed = real_claim(connection, owner, now)
+    def claim(*args, **kwargs):
+        claimed = real_claim(*args, **kwargs)
         if threading.current_thread().name == "second":
             second_tried.set()
         return claimed
