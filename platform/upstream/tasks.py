@@ -4,6 +4,7 @@ import logging
 import random
 
 from celery import shared_task
+from celery.utils import uuid
 from django.conf import settings
 from django.db import transaction
 
@@ -64,13 +65,60 @@ def upstream_notify_reauth(connection_id: int) -> None:
 def _publish_refreshes(ids: list[int], *, force: bool = False) -> None:
     """One refresh task per id, sent in pipelined batches (kombu's ``producer.batch()``: on
     Redis one round trip per batch instead of one per message; other transports send each
-    message at once, as before)."""
+    message at once).
+
+    Celery builds the first message as ``apply_async`` would (routing, headers, the parent
+    task's ids); the others are that message with their own task id and argument, handed to the
+    same sender (publish signals included). Celery's per-call setup (option merging, routing,
+    configuration lookups) was more than half of the sweep's time for 10,000 due connections.
+    """
     if not ids:
         return
-    options = {"force": True} if force else {}
-    with upstream_refresh.app.producer_or_acquire() as producer, producer.batch():
+    app, name = upstream_refresh.app, upstream_refresh.name
+    amqp = app.amqp
+    kwargs = {"force": True} if force else {}
+    if app.conf.task_always_eager:  # tests: each task runs here and now, as apply_async does
         for connection_id in ids:
-            upstream_refresh.apply_async((connection_id,), options, producer=producer)
+            upstream_refresh.apply_async((connection_id,), kwargs)
+        return
+    parent = app.current_worker_task
+    root_id = parent_id = None
+    if parent:
+        root_id, parent_id = parent.request.root_id or parent.request.id, parent.request.id
+    options = amqp.router.route({}, name, (ids[0],), kwargs, upstream_refresh)
+    template_id = uuid()
+    template = amqp.create_task_message(
+        template_id,
+        name,
+        (ids[0],),
+        kwargs,
+        reply_to=app.thread_oid,
+        create_sent_event=app.conf.task_send_sent_event,
+        root_id=root_id,
+        parent_id=parent_id,
+        ignore_result=upstream_refresh.ignore_result,
+    )
+    with app.producer_or_acquire() as producer, producer.batch():
+        for connection_id in ids:
+            task_id = uuid()
+            headers = {
+                **template.headers,
+                "id": task_id,
+                "root_id": root_id or task_id,
+                "argsrepr": repr((connection_id,)),
+            }
+            properties = {**template.properties, "correlation_id": task_id}
+            body = ((connection_id,), kwargs, template.body[2])
+            sent_event = template.sent_event and {
+                **template.sent_event,
+                "uuid": task_id,
+                "root_id": headers["root_id"],
+                "args": headers["argsrepr"],
+            }
+            message = template._replace(
+                headers=headers, properties=properties, body=body, sent_event=sent_event
+            )
+            amqp.send_task_message(producer, name, message, **options)
 
 
 @shared_task

@@ -120,6 +120,30 @@ def test_two_workers_and_tool_calls_race_across_rotation_windows(fleet, shared_c
         assert not call_tool(member)["isError"]
 
 
+def test_the_sweep_and_the_startup_check_hand_their_connections_to_a_worker(fleet, shared_clock):
+    """The sweep sends its messages without apply_async per id (one message is built, the rest
+    are copies with their own id and argument): a real worker must run each of them, once,
+    with its own connection id, and the startup check's must arrive forced."""
+    emulator = fleet["emulator"].emulator
+    emulator.configure(throttle_per_second=None, throttle_concurrent=None, throttle_per_minute=None)
+    members = fleet["members"]
+    with celery_workers(1, worker_env(fleet, shared_clock), concurrency=4):
+        before = emulator.counters_snapshot()
+        advance(fleet, 36 * HOUR)  # every connection is due
+        since = clock.now()
+        assert tasks.upstream_sweep() == len(members)
+        wait_until(lambda: all_refreshed_since(members, since), what="the sweep's refreshes")
+        swept = emulator.counters_snapshot()
+        assert swept["token.refresh"] - before.get("token.refresh", 0) == len(members)
+
+        advance(fleet, 60)  # fresh tokens: only a forced refresh goes to Intuit
+        since = clock.now()
+        assert tasks.upstream_check_provider("quickbooks") == len(members)
+        wait_until(lambda: all_refreshed_since(members, since), what="the forced refreshes")
+        forced = emulator.counters_snapshot()
+        assert forced["token.refresh"] - swept["token.refresh"] == len(members)
+
+
 def _hammer(members) -> list[str]:
     """Tool calls on every connector while both workers get each connection twice."""
     errors: list[str] = []
