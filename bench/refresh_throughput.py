@@ -2,9 +2,10 @@
 
 For N due connections (every one needs a refresh) against the Intuit emulator with injected
 latency on its token endpoint, at several worker concurrencies: refreshes per second, the time
-of one full sweep (claiming every due connection), and database queries per refresh. Each
-row's anchor is the latency bound: with the token endpoint answering after L seconds, C worker
-threads can do at most C / L refreshes per second (issue 17 asks for >= 80 % of it).
+of one full sweep (claiming and publishing every due connection), and database queries per
+refresh. Each row's anchors: the latency bound (with the token endpoint answering after L
+seconds, C worker threads can do at most C / L refreshes per second; issue 17 asks for >= 80 %
+of it) and the sweep goal (5 s per 10,000 due connections).
 
     uv run python bench/refresh_throughput.py --connections 1000 10000 --concurrency 1 4 16
 
@@ -42,6 +43,11 @@ from intuit_emulator import CLIENT_ID, CLIENT_SECRET, Emulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+
+
+# Issue 17: a sweep of 10,000 due connections (claim and publish) in at most 5 s; the goal
+# column scales it to the row's count.
+SWEEP_GOAL_SECONDS = 5.0
 
 
 def setup(workdir: Path) -> None:
@@ -96,12 +102,12 @@ def main() -> None:
     )
     print(
         "| connections | concurrency | refreshes/s | latency bound /s | % of bound "
-        "| full sweep (s) | all refreshed (s) "
+        "| full sweep (s) | sweep goal (s) | all refreshed (s) "
         "| queries/refresh | CPU ms/refresh: worker | PostgreSQL | Redis | emulator | sweep "
         "| machine busy (%) | other load (%) | load avg |"
     )
     print(
-        "|" + " ---: |" * 16,
+        "|" + " ---: |" * 17,
         flush=True,
     )
     try:
@@ -121,7 +127,8 @@ def main() -> None:
                 print(
                     f"| {count} | {concurrency} | {rate:.1f} | {bound:.0f} "
                     f"| {100 * rate / bound:.0f} "
-                    f"| {sweep_seconds:.2f} | {total_seconds:.1f} | {per_refresh:.1f} "
+                    f"| {sweep_seconds:.2f} | {SWEEP_GOAL_SECONDS * count / 10000:.1f} "
+                    f"| {total_seconds:.1f} | {per_refresh:.1f} "
                     f"| {ms['worker']:.1f} | {ms['postgres']:.1f} | {ms['redis']:.1f} "
                     f"| {ms['emulator']:.1f} "
                     f"| {ms['sweep']:.1f} | {busy:.0f} | {other:.0f} | {os.getloadavg()[0]:.1f} |",
