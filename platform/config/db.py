@@ -32,12 +32,12 @@ def _release() -> None:
 
 
 def db_connection_release() -> None:
-    """Hand this thread's connection back before a slow wait that needs no database (a
-    provider's answer): to the pool on PostgreSQL, so a worker's threads share a few
-    connections instead of each holding one across its HTTP call. Kept on SQLite (as above)
-    and inside a transaction (closing would end it)."""
-    if not connection.in_atomic_block:
-        _release()
+    """Hand this thread's pooled connection back before a slow wait that needs no database (a
+    provider's answer), so a worker's threads share a few connections instead of each holding
+    one across its HTTP call. Only with a pool (without one the next statement would open a new
+    connection) and never inside a transaction (closing would end it)."""
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
 
 
 def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:

@@ -118,6 +118,34 @@ def test_a_second_refresh_waits_for_the_lease_holder_instead_of_refreshing_again
     assert results["first"] == results["second"]
 
 
+def test_a_refresh_holds_no_pooled_database_connection_while_intuit_answers(
+    qbo_connector, monkeypatch
+):
+    """A worker's threads share the pool: a thread waiting for Intuit has handed its
+    connection back (with a pool of 8 and 16 threads, half the threads waited for one)."""
+    from django.db import connection as db
+
+    if not db.settings_dict.get("OPTIONS", {}).get("pool"):
+        pytest.skip("needs PostgreSQL with the connection pool")
+    ctx = qbo_connector
+    advance(ctx, HOUR + 60)
+    real_provider_for = refresh.provider_for
+    held: list[bool] = []
+
+    class WatchedProvider:
+        def __init__(self, provider):
+            self.provider = provider
+
+        def refresh(self, refresh_token):
+            held.append(db.connection is not None)
+            return self.provider.refresh(refresh_token)
+
+    monkeypatch.setattr(refresh, "provider_for", lambda c: WatchedProvider(real_provider_for(c)))
+    fresh = refresh.upstream_connection_refresh(connection_id=ctx["connection"].pk)
+    assert held == [False]
+    assert fresh.status == "active"
+
+
 def test_crash_between_the_answer_and_our_commit(qbo_connector, monkeypatch, settings):
     """What a crash after Intuit answered but before our commit does, and what it cannot do.
 
