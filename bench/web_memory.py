@@ -213,22 +213,28 @@ def more_tokens(platform: Server, count: int) -> list[str]:
 
 
 def long_run(platform: Server, tokens: list[str], script: Path, minutes: float, every: float):
-    """Calls for ``minutes``, RSS sampled every ``every`` seconds."""
+    """Calls for ``minutes``, RSS sampled every ``every`` seconds (each sample printed as it is
+    taken), then the first, largest and last sample."""
+    print(f"\n{platform.name}: {minutes:g} minutes of calls, RSS every {every:g} s")
+    print("| sample | seconds | calls | RSS MB |")
+    print("| --- | ---: | ---: | ---: |")
+
+    def sample(label: str, seconds: float, count: int, rss: float) -> None:
+        print(f"| {label} | {seconds:.0f} | {count} | {rss:.1f} |", flush=True)
+
     samples = [(0.0, 0, rss_mb(platform.process.pid))]
+    sample("", *samples[0])
     started, calls = time.monotonic(), 0
     while (elapsed := time.monotonic() - started) < minutes * 60:
         calls += calls_for(min(every, minutes * 60 - elapsed), platform, tokens, script)
         samples.append((time.monotonic() - started, calls, rss_mb(platform.process.pid)))
-    largest = max(samples, key=lambda s: s[2])
-    print(f"\n{platform.name}: {minutes:g} minutes of calls, RSS every {every:g} s")
-    print("| sample | seconds | calls | RSS MB |")
-    print("| --- | ---: | ---: | ---: |")
-    for label, (seconds, count, rss) in (
+        sample("", *samples[-1])
+    for label, taken in (
         ("first", samples[0]),
-        ("largest", largest),
+        ("largest", max(samples, key=lambda s: s[2])),
         ("last", samples[-1]),
     ):
-        print(f"| {label} | {seconds:.0f} | {count} | {rss:.1f} |")
+        sample(f"**{label}**", *taken)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
