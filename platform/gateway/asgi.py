@@ -44,7 +44,7 @@ from events.metrics import metrics_tool_call
 from events.models import AuditRecord, Event
 from events.services import aevent_record, call_counter
 from gateway.answers import cors_headers, json_answer, respond, rpc_error
-from gateway.bearer import BearerCheck, bearer_check
+from gateway.bearer import BearerCheck, BearerChecks
 from gateway.body import read_body
 from gateway.dispatch import answer_here, single_request
 from gateway.faults import serve_within_boundary
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
 COUNTER_FLUSH_SECONDS = 60
 
-_check = db_sync_to_async(bearer_check)
 _audit_flush = db_sync_to_async(audit_buffer.flush)
 
 
@@ -121,6 +120,7 @@ class Gateway:
         self._read_only: dict[str, frozenset[str]] = {}
         self._tool_scopes = ToolScopes()
         self._audit_due: anyio.Event | None = None
+        self._check = BearerChecks()
 
     @contextlib.asynccontextmanager
     async def lifespan(self):
@@ -136,6 +136,7 @@ class Gateway:
                     tg.cancel_scope.cancel()
         await db_sync_to_async(call_counter.flush)()
         await self._flush_audit()
+        self._check.close()
 
     async def _flush_counts_forever(self) -> None:
         while True:
@@ -222,7 +223,7 @@ class Gateway:
             return
 
         token = _bearer(headers.get("authorization", ""))
-        check = await _check(tenant, connector, token)
+        check = await self._check(tenant, connector, token)
         if check is None:
             await json_answer(
                 send, 404, {"error": "not_found", "error_description": "No such connector"}

@@ -46,6 +46,91 @@ def test_the_bearer_check_is_prepared_on_the_pooled_connection(live_url, acme):
     assert bearer_check("acme", "echo", "not-a-token").token_id is None
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="checks run in the loop on SQLite only")
+def test_on_sqlite_the_gateway_checks_in_the_loop_and_a_revocation_bites_at_once(live_url, acme):
+    """The loop's own connection gives the same answer as Django's, without a worker thread,
+    and keeps nothing between checks."""
+    import anyio
+    import anyio.to_thread
+
+    from gateway.bearer import BearerChecks
+    from tests.support.flow import stored_access_token
+
+    client = OAuthClient.register(live_url)
+    token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
+    expected = [
+        bearer_check("acme", "echo", token),
+        bearer_check("acme", "echo", "not-a-token"),
+        bearer_check("acme", "echo", None),
+    ]
+    stored = stored_access_token(token)
+    checks = BearerChecks()
+
+    async def no_thread(*args):
+        raise AssertionError("the check went to a worker thread")
+
+    checks._in_thread = no_thread
+
+    async def run():
+        try:
+            answers = [
+                await checks("acme", "echo", token),
+                await checks("acme", "echo", "not-a-token"),
+                await checks("acme", "echo", None),
+                await checks("acme", "no-such-connector", token),
+            ]
+            await anyio.to_thread.run_sync(stored.delete)  # revoked, from another connection
+            return answers, await checks("acme", "echo", token)
+        finally:
+            checks.close()
+
+    answers, after = anyio.run(run)
+    assert answers == [*expected, None]
+    assert answers[0].member_role == "member" and answers[0].token_expires is not None
+    assert after.token_id is None and after.connector_id == answers[0].connector_id
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="checks run in the loop on SQLite only")
+def test_on_a_locked_sqlite_database_the_check_waits_in_a_worker_thread(acme):
+    """The loop never waits for a lock: when its connection finds the database locked, the
+    check goes to a worker thread, which waits for it (as every other database read does),
+    and the loop's connection is made again for the next check."""
+    import sqlite3
+
+    import anyio
+
+    from gateway.bearer import BearerChecks
+
+    class Locked:
+        closed = False
+
+        def execute(self, *args):
+            raise sqlite3.OperationalError("database is locked")
+
+        def close(self):
+            self.closed = True
+
+    checks = BearerChecks()
+    locked = checks._sqlite = Locked()
+    sent = []
+
+    async def in_thread(*args):
+        sent.append(args)
+        return "from the thread"
+
+    checks._in_thread = in_thread
+
+    async def run():
+        try:
+            return await checks("acme", "echo", "a-token"), await checks("acme", "echo", None)
+        finally:
+            checks.close()
+
+    first, second = anyio.run(run)
+    assert first == "from the thread" and sent == [("acme", "echo", "a-token")]
+    assert locked.closed and second.token_id is None  # a new connection, in the loop
+
+
 def test_routine_calls_are_counted_not_written_one_by_one(live_url, acme):
     client = OAuthClient.register(live_url)
     token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
