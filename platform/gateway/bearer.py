@@ -224,13 +224,7 @@ class BearerChecks:
         if connection.vendor == "sqlite":
             compiled = _compiled("sqlite")
             try:
-                rows = (
-                    self._loop_connection()
-                    .execute(
-                        compiled.sql.replace("%s", "?"), _params(tenant_slug, connector_slug, token)
-                    )
-                    .fetchall()
-                )  # all: the statement ends, and with it the read
+                rows = self._loop_rows(compiled, _params(tenant_slug, connector_slug, token))
             except sqlite3.OperationalError:
                 self.close()
             else:
@@ -251,6 +245,11 @@ class BearerChecks:
             self._kept = ThreadPoolExecutor(spare, thread_name_prefix="bearer-check")
             self._kept_count = spare
         return self._kept
+
+    def _loop_rows(self, compiled: _Compiled, params: list[str]) -> list:
+        """The statement's rows, on the loop's own SQLite connection; all of them, so that the
+        statement ends, and with it the read."""
+        return self._loop_connection().execute(compiled.sql.replace("%s", "?"), params).fetchall()
 
     def _loop_connection(self) -> sqlite3.Connection:
         if self._sqlite is None:

@@ -1,7 +1,9 @@
 """Counting SQL statements in every thread (the live server's worker threads included).
 
 Django's CaptureQueriesContext sees one connection, the test thread's; a tool call runs its
-queries on the server's threads. This wraps the one method every cursor execute goes through.
+queries on the server's threads. This wraps the one method every cursor execute goes through,
+and the gateway's bearer check on SQLite, which runs on the event loop's own connection
+(gateway.bearer.BearerChecks), outside Django.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 
 from django.db.backends.utils import CursorWrapper
 
+from gateway.bearer import BearerChecks
+
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
@@ -21,17 +25,25 @@ def all_sql() -> Iterator[list[str]]:
     statements: list[str] = []
     lock = threading.Lock()
     original = CursorWrapper._execute_with_wrappers
+    original_loop = BearerChecks._loop_rows
 
     def recording(self, sql, params, many, executor):
         with lock:
             statements.append(str(sql))
         return original(self, sql, params, many, executor)
 
+    def recording_loop(self, compiled, params):
+        with lock:
+            statements.append(compiled.sql)
+        return original_loop(self, compiled, params)
+
     CursorWrapper._execute_with_wrappers = recording
+    BearerChecks._loop_rows = recording_loop
     try:
         yield statements
     finally:
         CursorWrapper._execute_with_wrappers = original
+        BearerChecks._loop_rows = original_loop
 
 
 def writes(statements: list[str]) -> list[str]:
