@@ -2,8 +2,10 @@
 
     uvicorn sql_counting:application      (bench/ on PYTHONPATH, BENCH_SQL_COUNTS=<file>)
 
-Every statement any thread runs goes through Django's CursorWrapper._execute_with_wrappers
-(the test suite counts the same way, tests/support/sql.py); this counts them by verb, and writes
+Every statement any thread runs goes through Django's CursorWrapper._execute_with_wrappers, but
+the gateway's bearer check on SQLite, which runs on the event loop's own connection
+(gateway.bearer.BearerChecks._loop_rows); the test suite counts the same two ways
+(tests/support/sql.py). This counts them by verb, and writes
 by their first words (``INSERT INTO "events_auditrecord"``). On SIGUSR1 the counts so far are
 written to the file named by BENCH_SQL_COUNTS (replaced whole). The platform's own code has no
 counter: this costs one Python call and a lock per statement, about a microsecond, in the
@@ -35,6 +37,12 @@ def _counting(self, sql, params, many, executor):
     return _original(self, sql, params, many, executor)
 
 
+def _counting_loop(self, compiled, params):
+    with _lock:
+        _counts["statements"] += 1
+    return _original_loop(self, compiled, params)
+
+
 def _dump(signum, frame) -> None:
     with _lock:
         counts = dict(_counts)
@@ -48,5 +56,9 @@ CursorWrapper._execute_with_wrappers = _counting
 signal.signal(signal.SIGUSR1, _dump)
 
 from config.asgi import application  # noqa: E402
+from gateway.bearer import BearerChecks  # noqa: E402
+
+_original_loop = BearerChecks._loop_rows
+BearerChecks._loop_rows = _counting_loop
 
 __all__ = ["application"]
