@@ -79,8 +79,19 @@ WRK_SCRIPT = """
 wrk.method = "%(method)s"
 %(body)s
 %(headers)s
-local token = os.getenv("BENCH_TOKEN")
-if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+local tokens = {}
+for token in string.gmatch(os.getenv("BENCH_TOKEN") or "", "%%S+") do
+  table.insert(tokens, token)
+end
+if #tokens == 1 then wrk.headers["Authorization"] = "Bearer " .. tokens[1] end
+if #tokens > 1 then  -- each request with the next token, as several clients would call
+  local next = 0
+  request = function()
+    next = next %% #tokens + 1
+    wrk.headers["Authorization"] = "Bearer " .. tokens[next]
+    return wrk.format()
+  end
+end
 bad = 0
 function response(status, headers, body)
   if status ~= 200 or not string.find(body, [[%(good)s]], 1, true) then bad = bad + 1 end
@@ -140,7 +151,8 @@ def wrk_script(
     headers: dict[str, str] = HEADERS,
 ) -> Path:
     """wrk's Lua script: ``method`` with ``body`` and ``headers`` (and BENCH_TOKEN as the
-    bearer), counting every answer that is not a 200 containing ``good``."""
+    bearer; several, space-separated, take turns), counting every answer that is not a 200
+    containing ``good``."""
     script = workdir / f"{name}.lua"
     script.write_text(
         WRK_SCRIPT
@@ -224,6 +236,13 @@ class Server:
     process: subprocess.Popen
     db: bool
     cleanup: Callable[[], None] | None = None
+
+    def stop(self) -> None:
+        """Stop the process and undo what its start left in a shared database."""
+        self.process.terminate()
+        self.process.wait()
+        if self.cleanup:
+            self.cleanup()
 
 
 UVICORN_KINDS = {
@@ -463,10 +482,7 @@ def main() -> None:
                     )
     finally:
         for server in servers:
-            server.process.terminate()
-            server.process.wait()
-            if server.cleanup:
-                server.cleanup()
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

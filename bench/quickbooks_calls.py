@@ -233,10 +233,7 @@ def main() -> None:
                     print(line, flush=True)
     finally:
         for plat, _ in platforms:
-            plat.server.process.terminate()
-            plat.server.process.wait()
-            if plat.server.cleanup:
-                plat.server.cleanup()
+            plat.server.stop()
         emulator.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -33,7 +33,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_calls import (  # noqa: E402
-    HEADERS,
     METHODS,
     ROOT,
     Server,
@@ -41,34 +40,10 @@ from gateway_calls import (  # noqa: E402
     check_one,
     gateway,
     pinned,
+    wrk_script,
 )
 
 CONNECTIONS = 16
-# wrk sends each request with the next token of BENCH_TOKENS (space-separated), and counts the
-# answers that are not HTTP 200 with the echo's result.
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = [[%(body)s]]
-%(headers)s
-local tokens, next = {}, 0
-for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "%%S+") do
-  table.insert(tokens, token)
-end
-function request()
-  if #tokens > 0 then
-    next = next %% #tokens + 1
-    wrk.headers["Authorization"] = "Bearer " .. tokens[next]
-  end
-  return wrk.format()
-end
-bad = 0
-function response(status, headers, body)
-  if status ~= 200 or not string.find(body, [[%(good)s]], 1, true) then bad = bad + 1 end
-end
-function done(summary, latency, requests)
-  io.write(string.format("bad=%%d\\n", bad))
-end
-"""
 
 
 def rss_mb(pid: int) -> float:
@@ -80,7 +55,7 @@ def rss_mb(pid: int) -> float:
 
 def calls_for(seconds: float, server: Server, tokens: list[str], script: Path) -> int:
     """wrk against ``server`` for ``seconds``: the number of calls answered (all good, or exit)."""
-    env = {**os.environ, "BENCH_TOKENS": " ".join(tokens)}
+    env = {**os.environ, "BENCH_TOKEN": " ".join(tokens)}
     command = [
         "wrk",
         "-t1",
@@ -162,9 +137,7 @@ def main() -> None:
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # the image's (Dockerfile)
     bytecode_cache(workdir)
     body, good = METHODS["tools/call"]
-    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())
-    script = workdir / "tools_call.lua"
-    script.write_text(WRK_SCRIPT % {"body": body, "headers": headers, "good": good})
+    script = wrk_script(workdir, "tools_call", body, good)
 
     servers: list[Server] = []
     try:
@@ -190,10 +163,7 @@ def main() -> None:
             long_run(platform, tokens, script, args.minutes, args.every)
     finally:
         for server in servers:
-            server.process.terminate()
-            server.process.wait()
-            if server.cleanup:
-                server.cleanup()
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
