@@ -205,9 +205,10 @@ class BearerChecks:
     On PostgreSQL, whose round trip would hold up the loop, checks run on threads of their own
     (``KEPT_THREADS``, fewer than the pool so Django's requests keep the rest) that keep their
     pooled connection between checks: checking one out of the pool and back for every check
-    cost half as much again as the check. A connection that failed is given back (and the pool
-    checks it); without a pool, or with a pool too small to spare one, checks take a
-    connection each time like other database work.
+    cost half as much again as the check. A kept connection the server has ended (asked of
+    the kernel before each check, as the pool asks at checkout), or one that failed, is given
+    back, and the pool checks it; without a pool, or with a pool too small to spare one,
+    checks take a connection each time like other database work.
     """
 
     KEPT_THREADS = 2
@@ -282,6 +283,13 @@ class BearerChecks:
 
 
 def _check_keeping_the_connection(*args) -> BearerCheck | None:
+    from config.postgresql.base import heard_from_server
+
+    kept = connection.connection
+    if kept is not None and (kept.closed or heard_from_server(kept)):
+        # The server ended the session (a restart): back to the pool, which checks it and
+        # hands out one that answers, as for every other checkout.
+        connection.close()
     try:
         return bearer_check(*args)
     except Exception:

@@ -61,10 +61,20 @@ def test_on_postgresql_checks_keep_their_connection_and_a_revocation_bites_at_on
     expected = bearer_check("acme", "echo", token)
     stored = stored_access_token(token)
     checks = BearerChecks()
+    checks.KEPT_THREADS = 1  # one kept connection, whose session the test ends
     pool = connection.pool
 
     def revoke():
         stored.delete()
+        connection.close()
+
+    def end_session(pid):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            while True:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+                if cursor.fetchone()[0] == 0:
+                    break
         connection.close()
 
     def in_use():
@@ -79,11 +89,15 @@ def test_on_postgresql_checks_keep_their_connection_and_a_revocation_bites_at_on
             answers = [await checks("acme", "echo", token) for _ in range(10)]
             checkouts = pool.get_stats().get("requests_num", 0) - before
             await anyio.to_thread.run_sync(revoke)  # from another connection
-            return answers, checkouts, await checks("acme", "echo", token)
+            revoked = await checks("acme", "echo", token)
+            kept = checks._kept.submit(lambda: connection.connection.info.backend_pid).result()
+            await anyio.to_thread.run_sync(end_session, kept)  # as a restart would
+            return answers, checkouts, revoked, await checks("acme", "echo", token)
         finally:
             checks.close()
 
-    answers, checkouts, after = anyio.run(run)
+    answers, checkouts, after, after_restart = anyio.run(run)
+    assert after_restart == after  # the ended session was replaced, not used
     assert answers == [expected] * 10
     assert checkouts <= BearerChecks.KEPT_THREADS  # one per thread, not one per check
     assert after.token_id is None and after.connector_id == expected.connector_id

@@ -16,6 +16,14 @@ from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 
 
+def heard_from_server(connection) -> bool:
+    """Whether the server sent anything to the idle psycopg ``connection`` (asked of the
+    kernel, no round trip): for an idle connection, most likely that it ended the session."""
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def idle_connection_check(connection) -> None:
     """Raise if the pooled ``connection`` cannot be used (psycopg_pool's ``check``)."""
     from psycopg import OperationalError
@@ -23,9 +31,7 @@ def idle_connection_check(connection) -> None:
 
     if connection.closed or connection.broken:
         raise OperationalError("the connection is closed")
-    poller = select.poll()
-    poller.register(connection.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if heard_from_server(connection):
         ConnectionPool.check_connection(connection)  # raises if the server ended the session
 
 
