@@ -10,12 +10,9 @@ so a revocation, a disconnect, a removed member or a disabled connector bites on
 request, in every process.
 """
 
-import asyncio
 import functools
 import hashlib
 import sqlite3
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -200,24 +197,13 @@ class BearerChecks:
     pages by unique indexes, which in WAL mode never waits for a writer. Handing each check to
     a worker thread and back cost about as much CPU as the check (bench/gateway_calls.py). The
     connection waits for nothing: should the database be locked after all (a recovery), the
-    check goes to a worker thread like any other database work.
-
-    On PostgreSQL, whose round trip would hold up the loop, checks run on threads of their own
-    (``KEPT_THREADS``, fewer than the pool so Django's requests keep the rest) that keep their
-    pooled connection between checks: checking one out of the pool and back for every check
-    cost half as much again as the check. A kept connection the server has ended (asked of
-    the kernel before each check, as the pool asks at checkout), or one that failed, is given
-    back, and the pool checks it; without a pool, or with a pool too small to spare one,
-    checks take a connection each time like other database work.
+    check goes to a worker thread like any other database work, and so does every check on
+    PostgreSQL, whose round trip would hold up the loop.
     """
-
-    KEPT_THREADS = 2
 
     def __init__(self) -> None:
         self._in_thread = db_sync_to_async(bearer_check)
         self._sqlite = None
-        self._kept = None
-        self._kept_count = 0
 
     async def __call__(
         self, tenant_slug: str, connector_slug: str, token: str | None
@@ -230,22 +216,7 @@ class BearerChecks:
                 self.close()
             else:
                 return _check_of(compiled, rows[0] if rows else None)
-        elif (kept := self._kept_threads()) is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                kept, _check_keeping_the_connection, tenant_slug, connector_slug, token
-            )
         return await self._in_thread(tenant_slug, connector_slug, token)
-
-    def _kept_threads(self) -> ThreadPoolExecutor | None:
-        if self._kept is None:
-            pool = connection.settings_dict["OPTIONS"].get("pool") or {}
-            spare = min(self.KEPT_THREADS, int(pool.get("max_size", 0)) - 1) if pool else 0
-            if spare < 1:
-                return None
-            self._kept = ThreadPoolExecutor(spare, thread_name_prefix="bearer-check")
-            self._kept_count = spare
-        return self._kept
 
     def _loop_rows(self, compiled: _Compiled, params: list[str]) -> list:
         """The statement's rows, on the loop's own SQLite connection; all of them, so that the
@@ -268,30 +239,3 @@ class BearerChecks:
         if self._sqlite is not None:
             sqlite, self._sqlite = self._sqlite, None
             sqlite.close()
-        if self._kept is not None:
-            kept, self._kept = self._kept, None
-            threads = self._kept_count
-            together = threading.Barrier(threads)
-
-            def give_back() -> None:  # one on each thread: its connection goes back to the pool
-                together.wait(timeout=10)
-                connection.close()
-
-            for done in [kept.submit(give_back) for _ in range(threads)]:
-                done.result()
-            kept.shutdown()
-
-
-def _check_keeping_the_connection(*args) -> BearerCheck | None:
-    from config.postgresql.base import heard_from_server
-
-    kept = connection.connection
-    if kept is not None and (kept.closed or heard_from_server(kept)):
-        # The server ended the session (a restart): back to the pool, which checks it and
-        # hands out one that answers, as for every other checkout.
-        connection.close()
-    try:
-        return bearer_check(*args)
-    except Exception:
-        connection.close()  # back to the pool, which checks it before it is used again
-        raise

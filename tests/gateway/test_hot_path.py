@@ -46,64 +46,6 @@ def test_the_bearer_check_is_prepared_on_the_pooled_connection(live_url, acme):
     assert bearer_check("acme", "echo", "not-a-token").token_id is None
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="kept connections are PostgreSQL's")
-def test_on_postgresql_checks_keep_their_connection_and_a_revocation_bites_at_once(live_url, acme):
-    """The gateway's check threads keep their pooled connection between checks (no checkout
-    per check), see every commit at once, and give it back when the gateway stops."""
-    import anyio
-    import anyio.to_thread
-
-    from gateway.bearer import BearerChecks
-    from tests.support.flow import stored_access_token
-
-    client = OAuthClient.register(live_url)
-    token = client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
-    expected = bearer_check("acme", "echo", token)
-    stored = stored_access_token(token)
-    checks = BearerChecks()
-    checks.KEPT_THREADS = 1  # one kept connection, whose session the test ends
-    pool = connection.pool
-
-    def revoke():
-        stored.delete()
-        connection.close()
-
-    def end_session(pid):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-            while True:
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
-                if cursor.fetchone()[0] == 0:
-                    break
-        connection.close()
-
-    def in_use():
-        stats = pool.get_stats()
-        return stats["pool_size"] - stats["pool_available"]
-
-    using = in_use()
-
-    async def run():
-        try:
-            before = pool.get_stats().get("requests_num", 0)
-            answers = [await checks("acme", "echo", token) for _ in range(10)]
-            checkouts = pool.get_stats().get("requests_num", 0) - before
-            await anyio.to_thread.run_sync(revoke)  # from another connection
-            revoked = await checks("acme", "echo", token)
-            kept = checks._kept.submit(lambda: connection.connection.info.backend_pid).result()
-            await anyio.to_thread.run_sync(end_session, kept)  # as a restart would
-            return answers, checkouts, revoked, await checks("acme", "echo", token)
-        finally:
-            checks.close()
-
-    answers, checkouts, after, after_restart = anyio.run(run)
-    assert after_restart == after  # the ended session was replaced, not used
-    assert answers == [expected] * 10
-    assert checkouts <= BearerChecks.KEPT_THREADS  # one per thread, not one per check
-    assert after.token_id is None and after.connector_id == expected.connector_id
-    assert in_use() == using  # the check threads gave their connections back
-
-
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="checks run in the loop on SQLite only")
 def test_on_sqlite_the_gateway_checks_in_the_loop_and_a_revocation_bites_at_once(live_url, acme):
     """The loop's own connection gives the same answer as Django's, without a worker thread,
