@@ -21,7 +21,7 @@ from django.db import connection
 from oauth2_provider.models import AccessToken, Application
 
 from authserver.models import TokenAudience
-from config.db import db_sync_to_async
+from config.db import db_sync_to_async, server_bound_cursor
 from tenants.models import Connector, Membership, Tenant
 
 
@@ -129,32 +129,15 @@ def _compiled(vendor: str) -> _Compiled:
     return _Compiled(sql=sql, converters=tuple(converters))
 
 
-@functools.cache
-def _prepared_cursor_class():
-    import psycopg
-
-    class PreparedCursor(psycopg.Cursor):
-        """Binds on the server and prepares what it runs (psycopg's ``prepare=True``)."""
-
-        def execute(self, query, params=None, *, prepare=True, binary=None):
-            return super().execute(query, params, prepare=prepare, binary=binary)
-
-    return PreparedCursor
-
-
 def _cursor():
-    """A cursor for the statement. On PostgreSQL with the pool, one that prepares it on the
+    """A cursor for the statement: on PostgreSQL with the pool, one that prepares it on the
     (pooled, long-lived) connection, so that PostgreSQL stops planning a seven-table join for
-    every request: most of its CPU per check (bench/gateway_calls.py). Django's own cursors
-    bind on the client and never prepare; without the pool (DB_POOL_SIZE=0, e.g. behind
-    PgBouncer) a connection serves one check, so there is nothing to prepare for."""
-    if connection.vendor != "postgresql" or connection.pool is None:
-        return connection.cursor()
-    connection.ensure_connection()
-    raw = _prepared_cursor_class()(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
+    every request: most of its CPU per check (bench/gateway_calls.py). Without the pool
+    (DB_POOL_SIZE=0, e.g. behind PgBouncer) a connection serves one check, so there is nothing
+    to prepare for."""
+    return server_bound_cursor(
+        prepare=connection.vendor == "postgresql" and connection.pool is not None
+    )
 
 
 def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> BearerCheck | None:

@@ -10,8 +10,10 @@ from datetime import timedelta
 
 import anyio
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+import events.audit
 from authserver.tasks import housekeeping_run
 from events.audit import audit_buffer
 from events.models import AuditRecord
@@ -166,7 +168,7 @@ def test_a_failed_flush_keeps_the_records_for_the_next_one(acme, monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("database away")
 
-    monkeypatch.setattr(AuditRecord.objects, "bulk_create", refuse)
+    monkeypatch.setattr(events.audit, "audit_insert", refuse)
     assert audit_buffer.flush() == []
     assert audit_buffer.pending() == 1
     monkeypatch.undo()
@@ -196,6 +198,59 @@ def test_a_flush_stores_every_field_and_gives_each_record_its_id(acme):
             record.outcome,
         )
     assert stored[written[0].pk].arguments == arguments
+
+
+def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
+    """The flush's own INSERT (events.audit.audit_insert) adapts values as Django does: every
+    column holds, as the database stores it, what bulk_create stores for the same record."""
+    audit_buffer.drain()
+    user = django_user_model.objects.get(username="bob")
+    plus_two = timezone.get_fixed_timezone(120)
+    samples = [
+        _record(acme),
+        _record(
+            acme,
+            created=timezone.now().astimezone(plus_two) - timedelta(microseconds=7),
+            user_id=user.pk,
+            tool="query",
+            outcome="error",
+            latency_ms=2_000_000_000,
+            upstream_request_id="intuit-tid-1",
+            arguments_kept="full",
+            arguments={"text": "é \u2028 \"quoted\" 'single' %s %%", "n": [1, 2.5, None, True]},
+            error="Error executing tool query: boom",
+        ),
+        _record(acme, arguments=[1, "two"], username="", client_id=""),
+        _record(acme, arguments="just a string", tool="t" * 200),
+    ]
+    fields = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
+
+    def copy(record):
+        return AuditRecord(**{f.attname: getattr(record, f.attname) for f in fields})
+
+    def stored(pk):  # the row as the database holds it, not as Django reads it back
+        q = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(q(f.column) for f in fields)} "
+                f"FROM {q(AuditRecord._meta.db_table)} WHERE id = %s",
+                [pk],
+            )
+            return cursor.fetchone()
+
+    expected = AuditRecord.objects.bulk_create([copy(r) for r in samples])
+    for record in samples:
+        audit_buffer.add(copy(record))
+    written = audit_buffer.flush()
+    assert [r.pk for r in written] == sorted(r.pk for r in written)
+    assert not ({r.pk for r in written} & {r.pk for r in expected})
+    for by_django, by_flush in zip(expected, written, strict=True):
+        assert not by_flush._state.adding
+        assert stored(by_flush.pk) == stored(by_django.pk)
+        read = AuditRecord.objects.get(pk=by_flush.pk)
+        assert {f.attname: getattr(read, f.attname) for f in fields} == {
+            f.attname: getattr(by_django, f.attname) for f in fields
+        }
 
 
 def test_housekeeping_prunes_records_past_the_retention(acme, settings):
