@@ -315,3 +315,26 @@ def test_records_stream_to_a_signed_webhook_and_failures_log_no_secrets(
     assert "127.0.0.1" in caplog.text
     assert "hook-key-123" not in caplog.text and "signing-secret-456" not in caplog.text
     assert AuditRecord.objects.count() == 4  # the database has them all the same
+
+
+def test_a_record_of_a_deleted_user_or_connector_does_not_hold_up_the_others(acme):
+    """Records wait in the buffer for up to AUDIT_FLUSH_SECONDS: what they refer to may be
+    deleted meanwhile. The flush still writes every record, and keeps writing later ones."""
+    from django.contrib.auth import get_user_model
+
+    from tenants.services import connector_create
+
+    audit_buffer.drain()
+    gone = get_user_model().objects.create_user("gone", password="gone-pass-123")
+    doomed = connector_create(tenant=acme["tenant"], kind="echo", slug="doomed")
+    audit_buffer.add(_record(acme, tool="by-gone", user_id=gone.pk))
+    audit_buffer.add(_record(acme, tool="on-doomed", connector_id=doomed.pk))
+    audit_buffer.add(_record(acme, tool="fine"))
+    gone.delete()
+    doomed.delete()
+    assert len(audit_buffer.flush()) == 3
+    audit_buffer.add(_record(acme, tool="later"))
+    assert [r.tool for r in audit_buffer.flush()] == ["later"]
+    assert audit_buffer.pending() == 0
+    tools = set(AuditRecord.objects.values_list("tool", flat=True))
+    assert {"by-gone", "fine", "later"} <= tools
