@@ -2,17 +2,24 @@
 
 import gc
 import os
+import sys
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # DRF imports django.contrib.postgres's model fields, and with them psycopg (about 10 MB of
+    # resident memory), only to map PostgreSQL's own field types, which no table on SQLite has.
+    # Unimportable, they are what DRF takes for psycopg not being installed (rest_framework.compat).
+    sys.modules.setdefault("django.contrib.postgres.fields", None)
 django_application = get_asgi_application()
 
-# The platform's Celery app, as the current one: tasks this process sends (a reconnect notice
-# after an inline refresh found the grant dead) go to the configured broker.
-from config.celery import app as celery_app  # noqa: E402, F401  (needs Django set up first)
+# Celery is not imported here: the one task this process may send (a reconnect notice after an
+# inline refresh found the grant dead) loads the platform's Celery app when it is first sent
+# (upstream.tasks), about 5 MB that most web processes never need (bench/web_memory.py).
 from config.metrics import metrics_asgi  # noqa: E402
 from config.proxy import TrustedProxyHeaders  # noqa: E402
 from gateway.asgi import Gateway  # noqa: E402

@@ -6,7 +6,6 @@ import logging
 
 from django.conf import settings
 from django.utils import timezone
-from kombu import Connection
 from prometheus_client.core import GaugeMetricFamily
 
 from upstream.selectors import upstream_last_sweep, upstream_status_counts
@@ -16,6 +15,8 @@ log = logging.getLogger(__name__)
 
 def celery_queue_depth(queue: str) -> int:
     """Messages waiting in ``queue`` on the configured broker (Redis or the embedded folder)."""
+    from kombu import Connection  # only when scraped: the web process does not load it at start
+
     options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
     with Connection(
         settings.CELERY_BROKER_URL, transport_options=options, connect_timeout=2

@@ -8,6 +8,11 @@ from celery.utils import uuid
 from django.conf import settings
 from django.db import transaction
 
+# The platform's Celery app, made the current one before a task of this module is sent: the web
+# process loads Celery only when it first sends one (upstream_connection_reauth_needed), so
+# nothing else has loaded the app there, and a task sent without it would go to Celery's
+# default broker.
+import config.celery  # noqa: F401
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.services import event_record
 from upstream.models import UpstreamConnection
