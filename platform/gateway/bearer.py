@@ -216,6 +216,9 @@ class BearerChecks:
                 timeout=0,  # never wait for a lock: the worker thread waits instead
                 isolation_level=None,
             )
+            for command in connection.init_commands:  # the PRAGMAs of Django's own connections
+                if command := command.strip():
+                    self._sqlite.execute(command)
         return self._sqlite
 
     def close(self) -> None:

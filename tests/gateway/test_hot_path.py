@@ -181,3 +181,19 @@ def test_gateway_threads_keep_their_sqlite_connection():
 
     first, second = asyncio.run(twice())
     assert first is second
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's page cache")
+def test_every_sqlite_connection_of_the_gateway_has_a_small_page_cache():
+    """A web process keeps a SQLite connection per worker thread and one in the event loop:
+    each page cache is bounded at 512 KiB (SQLite's default, 2 MB each, filled up as the audit
+    table grew: the process's memory grew with it, bench/web_memory.py)."""
+    from gateway.bearer import BearerChecks
+
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA cache_size").fetchone() == (-512,)
+    checks = BearerChecks()
+    try:
+        assert checks._loop_connection().execute("PRAGMA cache_size").fetchone() == (-512,)
+    finally:
+        checks.close()
