@@ -7,6 +7,7 @@ happens. A caller that finds the lease held waits for the holder's result instea
 again. The sweep claims due connections for the Celery tasks (upstream.tasks).
 """
 
+import functools
 import logging
 import time
 import uuid
@@ -16,9 +17,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Q
+from django.db.models.sql import Query
 
 from config import crypto
-from config.db import db_connection_release
+from config.db import db_connection_release, db_prepared_cursor
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.metrics import metrics_refresh
 from events.models import Event
@@ -63,80 +65,118 @@ def _claim_lease(
     the lease was not taken; the connector comes back with the row (kind, settings, tenant),
     the rest of it is loaded only if something asks."""
     conn = connections[UpstreamConnection.objects.db]
-    quote, ops = conn.ops.quote_name, conn.ops
+    adapt = conn.ops.adapt_datetimefield_value
+    params = [
+        owner,
+        adapt(now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS)),
+        Status.REFRESHING,
+        connection_id,
+        adapt(now),
+        Status.NEEDS_REAUTH,
+        Status.REVOKED,
+    ]
+    if not force:  # not fresh: the access token is inside the margin or the last refresh is old
+        params += [
+            adapt(now + timedelta(seconds=settings.UPSTREAM_REFRESH_MARGIN)),
+            adapt(now - timedelta(seconds=settings.UPSTREAM_MAX_REFRESH_AGE)),
+        ]
+    if first_seen is not None:
+        params.append(adapt(first_seen))
+    with db_prepared_cursor() as cursor:
+        cursor.execute(_claim_sql(conn.vendor, force, first_seen is not None), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, (converters, expression) in _claim_converters(conn.alias).items():
+        for converter in converters:
+            values[index] = converter(values[index], expression, conn)
+    fields = len(_CLAIM_FIELDS)
+    connection = UpstreamConnection.from_db(conn.alias, _CLAIM_ATTNAMES, values[:fields])
+    connection.connector = Connector.from_db(
+        conn.alias, ["id", *_CONNECTOR_FIELDS], [connection.connector_id, *values[fields:]]
+    )
+    return connection
+
+
+# What a refresh reads of the row (all of it) and of its connector (the provider's settings,
+# the event's tenant).
+_CLAIM_FIELDS = tuple(UpstreamConnection._meta.concrete_fields)
+_CLAIM_ATTNAMES = [f.attname for f in _CLAIM_FIELDS]
+_CONNECTOR_FIELDS = ("tenant_id", "kind", "settings")
+
+
+@functools.cache
+def _claim_sql(vendor: str, force: bool, waited: bool) -> str:
+    """The claim's statement, built once per process and shape from the models' names, so a
+    refresh neither builds it nor (on PostgreSQL, prepared) has it parsed and planned again."""
+    quote = connections[UpstreamConnection.objects.db].ops.quote_name
     table, connector_table = UpstreamConnection._meta.db_table, Connector._meta.db_table
-    lease_until = now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS)
     conditions = [
         f"{quote('id')} = %s",
         f"({quote('lease_until')} IS NULL OR {quote('lease_until')} < %s)",
         f"{quote('status')} NOT IN (%s, %s)",
     ]
-    params = [
-        connection_id,
-        ops.adapt_datetimefield_value(now),
-        Status.NEEDS_REAUTH,
-        Status.REVOKED,
-    ]
-    if not force:  # not fresh: the access token is inside the margin or the last refresh is old
+    if not force:
         conditions.append(
             f"({quote('access_expires_at')} <= %s OR {quote('last_refresh_at')} IS NULL"
             f" OR {quote('last_refresh_at')} <= %s)"
         )
-        params += [
-            ops.adapt_datetimefield_value(
-                now + timedelta(seconds=settings.UPSTREAM_REFRESH_MARGIN)
-            ),
-            ops.adapt_datetimefield_value(
-                now - timedelta(seconds=settings.UPSTREAM_MAX_REFRESH_AGE)
-            ),
-        ]
-    if first_seen is not None:
+    if waited:
         conditions.append(f"{quote('access_expires_at')} = %s")
-        params.append(ops.adapt_datetimefield_value(first_seen))
-    columns = ", ".join(quote(f.column) for f in UpstreamConnection._meta.concrete_fields)
+    columns = ", ".join(quote(f.column) for f in _CLAIM_FIELDS)
+    of_connector = f"{quote(table)}.{quote('connector_id')}"
     connector_columns = ", ".join(
-        f"(SELECT c.{quote(column)} FROM {quote(connector_table)} c"
-        f" WHERE c.{quote('id')} = {quote(table)}.{quote('connector_id')}) AS {alias}"
-        for column, alias in _CONNECTOR_COLUMNS
+        f"(SELECT c.{quote(Connector._meta.get_field(name).column)} FROM"
+        f" {quote(connector_table)} c WHERE c.{quote('id')} = {of_connector})"
+        for name in _CONNECTOR_FIELDS
     )
-    sql = (
+    return (
         f"UPDATE {quote(table)} SET {quote('lease_owner')} = %s, {quote('lease_until')} = %s, "
         f"{quote('status')} = %s WHERE {' AND '.join(conditions)} "
         f"RETURNING {columns}, {connector_columns}"
     )
-    params = [owner, ops.adapt_datetimefield_value(lease_until), Status.REFRESHING, *params]
-    rows = list(UpstreamConnection.objects.raw(sql, params))
-    if not rows:
-        return None
-    connection = rows[0]
-    settings_field = Connector._meta.get_field("settings")
-    connection.connector = Connector.from_db(
-        conn.alias,
-        ["id", "tenant_id", "kind", "settings"],
-        [
-            connection.connector_id,
-            connection.connector_tenant_id,
-            connection.connector_kind,
-            settings_field.from_db_value(connection.connector_settings, None, conn),
-        ],
+
+
+@functools.cache
+def _claim_converters(alias: str) -> dict:
+    """What Django does to each returned column before a model sees it (its converters, e.g.
+    SQLite's text to datetime, JSON text to a dict), worked out once per process."""
+    conn = connections[alias]
+    compiler = conn.ops.compiler("SQLCompiler")(Query(UpstreamConnection), conn, alias)
+    connector_table = Connector._meta.db_table
+    return compiler.get_converters(
+        [f.get_col(UpstreamConnection._meta.db_table) for f in _CLAIM_FIELDS]
+        + [Connector._meta.get_field(name).get_col(connector_table) for name in _CONNECTOR_FIELDS]
     )
-    return connection
-
-
-# What a refresh needs of the connector (the provider's settings, the event's tenant).
-_CONNECTOR_COLUMNS = (
-    ("tenant_id", "connector_tenant_id"),
-    ("kind", "connector_kind"),
-    ("settings", "connector_settings"),
-)
 
 
 def _finish(connection_id: int, owner: str, **fields) -> dict | None:
     """Write the outcome and free the lease, only if we still hold it; returns what was
     written (None when the lease was lost)."""
     fields = {"lease_owner": "", "lease_until": None, "refresh_queued_until": None, **fields}
-    stored = UpstreamConnection.objects.filter(pk=connection_id, lease_owner=owner).update(**fields)
+    conn = connections[UpstreamConnection.objects.db]
+    sql, model_fields = _finish_sql(conn.vendor, tuple(fields))
+    params = [f.get_db_prep_save(fields[f.name], conn) for f in model_fields]
+    with db_prepared_cursor() as cursor:
+        cursor.execute(sql, [*params, connection_id, owner])
+        stored = cursor.rowcount
     return fields if stored == 1 else None
+
+
+@functools.cache
+def _finish_sql(vendor: str, names: tuple[str, ...]) -> tuple[str, list]:
+    """The store's conditional UPDATE for these columns, built once per process (what
+    ``filter(pk=..., lease_owner=...).update(...)`` would send, without building it each time).
+    """
+    quote = connections[UpstreamConnection.objects.db].ops.quote_name
+    model_fields = [UpstreamConnection._meta.get_field(name) for name in names]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in model_fields)
+    sql = (
+        f"UPDATE {quote(UpstreamConnection._meta.db_table)} SET {assignments} "
+        f"WHERE {quote('id')} = %s AND {quote('lease_owner')} = %s"
+    )
+    return sql, model_fields
 
 
 def upstream_connection_refresh(*, connection_id: int, force: bool = False) -> UpstreamConnection:

@@ -106,3 +106,28 @@ def test_a_refresh_runs_three_statements(qbo_connector):
         stored.status,
         "",
     )
+
+
+def test_a_refresh_prepares_its_statements_on_postgresql(qbo_connector):
+    """On PostgreSQL's pooled connections the refresh's three statements are prepared: parsed
+    and planned once per connection, their values sent apart (Django's own cursors quote the
+    values into the text and have every statement parsed and planned again)."""
+    from django.db import connection, transaction
+
+    from tests.support.quickbooks import advance
+    from upstream.refresh import upstream_connection_refresh
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    advance(qbo_connector, 3600 + 60)
+    # Inside a transaction the refresh keeps its connection throughout (it gives it back to
+    # the pool during the provider call otherwise): the session to look at is this one.
+    with transaction.atomic():
+        upstream_connection_refresh(connection_id=qbo_connector["connection"].pk)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [row[0] for row in cursor.fetchall()]
+    rows = [s for s in prepared if s.startswith('UPDATE "upstream_upstreamconnection"')]
+    assert any("RETURNING" in s for s in rows), prepared  # the claim
+    assert any('"last_refresh_at" = $' in s and "RETURNING" not in s for s in rows), prepared
+    assert any(s.startswith('INSERT INTO "events_event"') for s in prepared), prepared
