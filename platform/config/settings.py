@@ -428,6 +428,8 @@ UPSTREAM_LEASE_SECONDS = envint("UPSTREAM_LEASE_SECONDS", 60)
 # --- Celery: broker, schedule ---------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    # kombu's Redis transport, keeping one client per channel (config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 else:
     # The embedded default needs no broker server: messages are files under ./var/broker.
     CELERY_BROKER_URL = "filesystem://"
