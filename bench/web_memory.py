@@ -11,7 +11,10 @@ from compiled bytecode, as in the image (UV_COMPILE_BYTECODE): the servers impor
 bytecode cache in the run's folder (PYTHONPYCACHEPREFIX, filled before they start), so a
 checkout's interpreter that compiles its sources at every start (PYTHONDONTWRITEBYTECODE) does
 not count the compiler's memory as the server's. Both servers run with the image's
-MALLOC_ARENA_MAX (2, see the Dockerfile) unless the environment sets another.
+MALLOC_ARENA_MAX (2, see the Dockerfile) unless the environment sets another. With
+``--no-dev`` both run in an environment of the run's own with the project's runtime dependencies
+only, as the image installs them: a checkout's test and lint tools bring packages (rich,
+pygments) that the mcp SDK and DRF import when they find them, about 3 MB in each server.
 
 The first table: RSS when idle (after the platform served the OAuth flows that made the
 tokens) and after every fifth of ``--calls`` calls (the target, issue 17: <= 120 MB after
@@ -96,15 +99,35 @@ def rss_after_calls(server: Server, tokens: list[str], script: Path, calls: int)
             last = done
 
 
-def bytecode_cache(workdir: Path) -> None:
+def runtime_python(workdir: Path) -> str:
+    """A Python environment with the project's runtime dependencies only, as the image installs
+    them (``uv sync --no-dev``): without the test and lint tools, some of whose packages other
+    libraries import when they find them (rich by the mcp SDK, pygments by DRF)."""
+    venv = workdir / "venv"
+    subprocess.run(
+        ["uv", "sync", "--frozen", "--no-dev", "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
+        check=True,
+    )
+    return str(venv / "bin" / "python")
+
+
+def bytecode_cache(workdir: Path, python: str = sys.executable) -> None:
     """Compile what the servers import into a cache of the run's own, as the image ships it."""
     os.environ["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
-    packages = [p for p in sys.path if p.endswith("site-packages")]
+    paths = subprocess.run(
+        [python, "-c", "import sys; print(*sys.path, sep=chr(10))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    packages = [p for p in paths if p.endswith("site-packages")]
     subprocess.run(
         [
-            sys.executable,
+            python,
             "-m",
             "compileall",
             "-q",
@@ -130,19 +153,25 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default="", help="the platform on this PostgreSQL database instead"
     )
+    parser.add_argument(
+        "--no-dev",
+        action="store_true",
+        help="both servers in an environment without the dev dependencies, as the image runs",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
     workdir = Path(tempfile.mkdtemp(prefix="web-memory-bench-"))
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # the image's (Dockerfile)
-    bytecode_cache(workdir)
+    python = runtime_python(workdir) if args.no_dev else sys.executable
+    bytecode_cache(workdir, python)
     body, good = METHODS["tools/call"]
     script = wrk_script(workdir, "tools_call", body, good)
 
     servers: list[Server] = []
     try:
-        servers.append(bare(workdir, sys.executable, args.uvicorn))
-        platform = gateway(workdir, sys.executable, args.uvicorn, args.database_url)
+        servers.append(bare(workdir, python, args.uvicorn))
+        platform = gateway(workdir, python, args.uvicorn, args.database_url)
         servers.append(platform)
         tokens = [platform.token, *more_tokens(platform, args.tokens - 1)]
         for server in servers:
@@ -152,6 +181,7 @@ def main() -> None:
             f"pinned to core 0; wrk: {CONNECTIONS} connections on core 1, tools/call of echo; "
             f"the platform on {'PostgreSQL' if args.database_url else 'SQLite'}, "
             f"{len(tokens)} tokens; "
+            f"{'runtime dependencies only' if args.no_dev else 'with the dev dependencies'}; "
             f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}"
         )
         print("| server | calls | RSS MB |")
