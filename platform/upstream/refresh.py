@@ -7,6 +7,7 @@ happens. A caller that finds the lease held waits for the holder's result instea
 again. The sweep claims due connections for the Celery tasks (upstream.tasks).
 """
 
+import contextlib
 import functools
 import logging
 import time
@@ -329,17 +330,31 @@ def upstream_connections_claim_due(*, batch: int | None = None) -> list[int]:
             | Q(last_refresh_at__isnull=True)
         )
     ) | Q(status=Status.REFRESHING, lease_until__lt=now)
-    with transaction.atomic():
-        candidates = UpstreamConnection.objects.filter(due & free).order_by("access_expires_at")
-        if db.vendor == "postgresql":
-            candidates = candidates.select_for_update(skip_locked=True)
-        ids = list(
-            candidates.values_list("pk", flat=True)[: batch or settings.UPSTREAM_SWEEP_BATCH]
-        )
-        UpstreamConnection.objects.filter(pk__in=ids).update(
-            refresh_queued_until=now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS * 5)
-        )
-    return ids
+    locking = db.vendor == "postgresql"
+    candidates = UpstreamConnection.objects.filter(due & free).order_by("access_expires_at")
+    if locking:
+        candidates = candidates.select_for_update(skip_locked=True)
+    quote = db.ops.quote_name
+    until = now + timedelta(seconds=settings.UPSTREAM_LEASE_SECONDS * 5)
+    # One statement claims and answers: UPDATE ... WHERE id IN (the due rows, most urgent
+    # first, skipping rows another sweep holds) RETURNING, instead of a SELECT and an UPDATE
+    # that found the same rows again by id.
+    # Django compiles FOR UPDATE only inside a transaction; elsewhere the one statement is
+    # atomic by itself (SQLite would open an IMMEDIATE transaction around it for nothing).
+    with transaction.atomic() if locking else contextlib.nullcontext():
+        select, params = candidates.values("pk")[
+            : batch or settings.UPSTREAM_SWEEP_BATCH
+        ].query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(UpstreamConnection._meta.db_table)}"
+                f" SET {quote('refresh_queued_until')} = %s WHERE {quote('id')} IN ({select})"
+                f" RETURNING {quote('id')}, {quote('access_expires_at')}",
+                [db.ops.adapt_datetimefield_value(until), *params],
+            )
+            claimed = cursor.fetchall()
+    # RETURNING comes in no particular order: the most urgent are published first.
+    return [pk for pk, _ in sorted(claimed, key=lambda row: row[1])]
 
 
 def upstream_connections_in_use(*, provider: str) -> list[int]:

@@ -131,3 +131,18 @@ def test_a_refresh_prepares_its_statements_on_postgresql(qbo_connector):
     assert any("RETURNING" in s for s in rows), prepared  # the claim
     assert any('"last_refresh_at" = $' in s and "RETURNING" not in s for s in rows), prepared
     assert any(s.startswith('INSERT INTO "events_event"') for s in prepared), prepared
+
+
+def test_the_sweep_claims_due_connections_in_one_statement(qbo_connector):
+    """UPDATE ... WHERE id IN (the due rows, skipping those another sweep holds) RETURNING:
+    no SELECT of the ids first and no second pass to mark them."""
+    from tests.support.quickbooks import advance
+    from upstream.refresh import upstream_connections_claim_due
+
+    advance(qbo_connector, 36 * 3600)  # not refreshed for a day and a half: due
+    with all_sql() as statements:
+        claimed = upstream_connections_claim_due()
+    assert claimed == [qbo_connector["connection"].pk]
+    assert [s.split()[0].upper() for s in statements] == ["UPDATE"], statements
+    assert "RETURNING" in statements[0].upper(), statements[0]
+    assert upstream_connections_claim_due() == []  # queued: not claimed again meanwhile
