@@ -130,6 +130,7 @@ class Gateway:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._flush_counts_forever)
                 tg.start_soon(self._flush_audit_forever)
+                tg.start_soon(self._check.open)
                 try:
                     yield
                 finally:

@@ -3,11 +3,11 @@
 One parameterised SQL statement (LEFT JOINs from the connector to the token, its audience, its
 client, its user and the membership), built once per process from the models' table and column
 names; each request only runs it with its own three parameters (prepared, on PostgreSQL's
-pooled connections). Building the same lookup with the ORM (nine subqueries) cost more CPU than
-the rest of the gateway together. Nothing is cached but the SQL text (and PostgreSQL's plan):
-every request reads the token, its audience, the user, the membership and the connector anew,
-so a revocation, a disconnect, a removed member or a disabled connector bites on the very next
-request, in every process.
+pooled connections and on the gateway's own connection, gateway.loop_statement). Building the
+same lookup with the ORM (nine subqueries) cost more CPU than the rest of the gateway together.
+Nothing is cached but the SQL text (and PostgreSQL's plan): every request reads the token, its
+audience, the user, the membership and the connector anew, so a revocation, a disconnect, a
+removed member or a disabled connector bites on the very next request, in every process.
 """
 
 import functools
@@ -174,30 +174,46 @@ def _check_of(compiled: _Compiled, row) -> BearerCheck | None:
 
 
 class BearerChecks:
-    """The gateway's bearer checks (awaitable), in the event loop's thread where that is safe.
+    """The gateway's bearer checks (awaitable), sent from the event loop's thread where that is
+    safe. Handing each check to a worker thread and back cost as much CPU as the check or more
+    (bench/gateway_calls.py).
 
     On SQLite the statement runs right here, on a connection of the loop's own: a read of a few
-    pages by unique indexes, which in WAL mode never waits for a writer. Handing each check to
-    a worker thread and back cost about as much CPU as the check (bench/gateway_calls.py). The
-    connection waits for nothing: should the database be locked after all (a recovery), the
-    check goes to a worker thread like any other database work, and so does every check on
-    PostgreSQL, whose round trip would hold up the loop.
+    pages by unique indexes, which in WAL mode never waits for a writer. The connection waits
+    for nothing: should the database be locked after all (a recovery), the check goes to a
+    worker thread like any other database work.
+
+    On PostgreSQL (with the pool) the loop sends the statement on a connection of its own,
+    outside the pool, and awaits the answer as any other I/O (gateway.loop_statement): the loop
+    never waits for PostgreSQL, and the check never takes a pooled connection. Until that
+    connection is open, and whenever it fails (the server ended the session), checks go to a
+    worker thread and a pooled connection, which answer them. Without the pool (DB_POOL_SIZE=0,
+    e.g. behind PgBouncer in transaction mode, where a session's prepared statements and
+    pipeline are not to be relied on) every check goes to a worker thread.
     """
 
     def __init__(self) -> None:
         self._in_thread = db_sync_to_async(bearer_check)
         self._sqlite = None
+        self._postgres = None  # gateway.loop_statement.LoopStatement, on PostgreSQL
 
     async def __call__(
         self, tenant_slug: str, connector_slug: str, token: str | None
     ) -> BearerCheck | None:
-        if connection.vendor == "sqlite":
+        vendor = connection.vendor
+        if vendor == "sqlite":
             compiled = _compiled("sqlite")
             try:
                 rows = self._loop_rows(compiled, _params(tenant_slug, connector_slug, token))
             except sqlite3.OperationalError:
-                self.close()
+                self._close_sqlite()
             else:
+                return _check_of(compiled, rows[0] if rows else None)
+        elif vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+            compiled = _compiled("postgresql")
+            params = _params(tenant_slug, connector_slug, token)
+            rows = await self._loop_postgres_rows(compiled, params)
+            if rows is not None:
                 return _check_of(compiled, rows[0] if rows else None)
         return await self._in_thread(tenant_slug, connector_slug, token)
 
@@ -221,7 +237,58 @@ class BearerChecks:
                     self._sqlite.execute(command)
         return self._sqlite
 
-    def close(self) -> None:
+    async def _loop_postgres_rows(self, compiled: _Compiled, params: list[str]) -> list | None:
+        """The statement's rows, sent from the loop on its own PostgreSQL connection; None when
+        that connection cannot run it now."""
+        return await self._loop_postgres(compiled).rows(params)
+
+    def _loop_postgres(self, compiled: _Compiled):
+        if self._postgres is None:
+            from gateway.loop_statement import LoopStatement  # psycopg: never loaded on SQLite
+
+            self._postgres = LoopStatement(
+                _numbered(compiled.sql), _loop_postgres_connection, name=b"gateway_bearer_check"
+            )
+        return self._postgres
+
+    async def open(self) -> bool:
+        """Open the loop's own PostgreSQL connection ahead of the first check (the lifespan
+        starts this, without waiting for it); whether it is open (never on SQLite or without
+        the pool)."""
+        if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+            return await self._loop_postgres(_compiled("postgresql")).open()
+        return False
+
+    def _close_sqlite(self) -> None:
         if self._sqlite is not None:
             sqlite, self._sqlite = self._sqlite, None
             sqlite.close()
+
+    def close(self) -> None:
+        """Close the loop's own connection (from the loop's thread)."""
+        self._close_sqlite()
+        if self._postgres is not None:
+            self._postgres.close()
+
+
+def _numbered(sql: str) -> str:
+    """The statement with PostgreSQL's own placeholders ($1, $2...) for Django's %s."""
+    parts = sql.split("%s")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _loop_postgres_connection():
+    """(In a worker thread.) A connection as Django opens its own (parameters, adapters, time
+    zone and role), but outside the pool, in autocommit, for gateway.loop_statement."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    params["autocommit"] = True
+    params["prepare_threshold"] = None  # the statement is prepared once, by name
+    conn = psycopg.connect(**params)
+    try:
+        connection._configure_connection(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -2,10 +2,12 @@
 stays bounded by the pool, however many requests arrive and however they are served.
 
 Web runs as compose runs it (two uvicorn workers, production settings, a fresh database) but
-with a small pool (DB_POOL_SIZE=3), so the bound is tight: at most 2 x 3 backends. Thousands of
-requests at concurrency 32 mix the three ways the platform reaches the database: Django views
-(readiness and the protected-resource metadata, each request in a thread of its own), and MCP
-tools/call through the gateway (the bearer check in the event loop's worker threads). Before
+with a small pool (DB_POOL_SIZE=3), so the bound is tight: at most 2 x (3 + 1) backends, the
+one being the gateway's own connection for bearer checks (gateway.loop_statement). Thousands
+of requests at concurrency 32 mix the three ways the platform reaches the database: Django
+views (readiness and the protected-resource metadata, each request in a thread of its own), and
+MCP tools/call through the gateway (the bearer check on the gateway's connection, or in the
+event loop's worker threads until that connection is open). Before
 the pool (CONN_MAX_AGE=60 under ASGI) every Django request's thread left a connection open:
 hundreds of requests took PostgreSQL from a handful of connections to its max_connections.
 """
@@ -118,7 +120,7 @@ def test_server_connections_stay_bounded_under_load(tmp_path, compose_database):
     deployment.start("web")
     try:
         wait_healthy(deployment, base, timeout=180)  # a busy CI machine starts slowly
-        bound = WORKERS * POOL
+        bound = WORKERS * (POOL + 1)  # each process: its pool and the gateway's connection
 
         for _ in range(2):
             with PeakConnections(compose_database) as sampled:

@@ -2,8 +2,9 @@
 
 Django's CaptureQueriesContext sees one connection, the test thread's; a tool call runs its
 queries on the server's threads. This wraps the one method every cursor execute goes through,
-and the gateway's bearer check on SQLite, which runs on the event loop's own connection
-(gateway.bearer.BearerChecks), outside Django.
+and the gateway's bearer check on SQLite and on PostgreSQL, which runs on the event loop's own
+connection (gateway.bearer.BearerChecks), outside Django (counted once it answered there: one
+it could not answer goes to Django's cursor, which counts it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def all_sql() -> Iterator[list[str]]:
     lock = threading.Lock()
     original = CursorWrapper._execute_with_wrappers
     original_loop = BearerChecks._loop_rows
+    original_loop_postgres = BearerChecks._loop_postgres_rows
 
     def recording(self, sql, params, many, executor):
         with lock:
@@ -37,13 +39,22 @@ def all_sql() -> Iterator[list[str]]:
             statements.append(compiled.sql)
         return original_loop(self, compiled, params)
 
+    async def recording_loop_postgres(self, compiled, params):
+        rows = await original_loop_postgres(self, compiled, params)
+        if rows is not None:  # else Django's cursor runs it, and counts it
+            with lock:
+                statements.append(compiled.sql)
+        return rows
+
     CursorWrapper._execute_with_wrappers = recording
     BearerChecks._loop_rows = recording_loop
+    BearerChecks._loop_postgres_rows = recording_loop_postgres
     try:
         yield statements
     finally:
         CursorWrapper._execute_with_wrappers = original
         BearerChecks._loop_rows = original_loop
+        BearerChecks._loop_postgres_rows = original_loop_postgres
 
 
 def writes(statements: list[str]) -> list[str]:

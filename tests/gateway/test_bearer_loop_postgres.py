@@ -1,0 +1,264 @@
+"""The bearer check on PostgreSQL, sent from the event loop on a connection of the gateway's
+own (gateway.bearer.BearerChecks, gateway.loop_statement): Django's answers, no worker thread
+and no pooled connection, nothing kept between checks, a session the server ended replaced
+without a failed request, and a locked table holding up the checks but never the loop."""
+
+import asyncio
+import threading
+import time
+
+import httpx
+import psycopg
+import pytest
+from django.db import connection
+
+from gateway.bearer import BearerChecks, bearer_check
+from tests.support.flow import OAuthClient, mcp_post, stored_access_token
+from tests.support.oauth import Browser
+
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="the loop's own connection is PostgreSQL's: set DATABASE_URL to a PostgreSQL "
+        "database",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+ECHO = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {"name": "echo", "arguments": {"text": "hi"}},
+}
+
+
+def _admin() -> psycopg.Connection:
+    """A connection of the test's own, outside Django (as another process would be)."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    return psycopg.connect(**params, autocommit=True)
+
+
+def _revoke_elsewhere(token_id: int) -> None:
+    """Revoke (delete) an access token from another connection, as DOT's revoke() does."""
+    from oauth2_provider.models import AccessToken, RefreshToken
+
+    from authserver.models import TokenAudience
+
+    with _admin() as admin, admin.transaction():
+        admin.execute(
+            f"UPDATE {RefreshToken._meta.db_table} SET access_token_id = NULL "
+            "WHERE access_token_id = %s",
+            [token_id],
+        )
+        admin.execute(
+            f"DELETE FROM {TokenAudience._meta.db_table} WHERE access_token_id = %s", [token_id]
+        )
+        admin.execute(f"DELETE FROM {AccessToken._meta.db_table} WHERE id = %s", [token_id])
+
+
+def _session_ended(admin: psycopg.Connection, pid: int) -> None:
+    assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+    deadline = time.monotonic() + 10
+    while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[
+        0
+    ]:
+        assert time.monotonic() < deadline, "the session did not end"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def token(live_url, acme):
+    client = OAuthClient.register(live_url)
+    return client.tokens(Browser("bob", "bob-pass-123"), acme["connector"].url)["access_token"]
+
+
+@pytest.fixture
+def no_pool(monkeypatch):
+    """Every checkout of Django's pool in this process while the test runs, by thread."""
+    taken = []
+    pool = connection.pool
+    real = pool.getconn
+
+    def getconn(*args, **kwargs):
+        taken.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "getconn", getconn)
+    return taken
+
+
+class _Checks(BearerChecks):
+    """BearerChecks that count the checks sent to a worker thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_thread = 0
+        real = self._in_thread
+
+        async def counted(*args):
+            self.in_thread += 1
+            return await real(*args)
+
+        self._in_thread = counted
+
+
+def test_checks_are_sent_from_the_loop_and_a_revocation_bites_at_once(token, no_pool):
+    expected = [
+        bearer_check("acme", "echo", token),
+        bearer_check("acme", "echo", "not-a-token"),
+        bearer_check("acme", "echo", None),
+    ]
+    no_pool.clear()
+    stored = stored_access_token(token)
+    checks = _Checks()
+
+    async def run():
+        try:
+            assert await checks.open()
+            answers = [
+                await checks("acme", "echo", token),
+                await checks("acme", "echo", "not-a-token"),
+                await checks("acme", "echo", None),
+                await checks("acme", "no-such-connector", token),
+            ]
+            _revoke_elsewhere(stored.pk)
+            after = await checks("acme", "echo", token)
+            together = await asyncio.gather(*(checks("acme", "echo", None) for _ in range(20)))
+            return answers, after, together
+        finally:
+            checks.close()
+
+    answers, after, together = asyncio.run(run())
+    assert answers == [*expected, None]  # the values Django's cursor and converters give
+    assert answers[0].member_role == "member" and answers[0].token_expires is not None
+    assert answers[0].connector_settings == expected[0].connector_settings
+    assert after.token_id is None and after.connector_id == answers[0].connector_id
+    assert together == [expected[2]] * 20  # in flight together, each its own answer
+    assert checks.in_thread == 0, "a check went to a worker thread"
+    assert no_pool == [], "a check took a pooled connection"
+
+
+def test_the_loops_connection_holds_no_transaction_between_checks(token):
+    checks = _Checks()
+
+    async def check_then_look():
+        try:
+            await checks.open()
+            await checks("acme", "echo", token)
+            with _admin() as admin:
+                return admin.execute(
+                    "SELECT state, backend_xmin FROM pg_stat_activity WHERE pid = %s",
+                    [checks._postgres.backend_pid],
+                ).fetchone()
+        finally:
+            checks.close()
+
+    state, xmin = asyncio.run(check_then_look())
+    assert (state, xmin) == ("idle", None)  # not "idle in transaction", no snapshot held
+    assert checks.in_thread == 0
+
+
+@pytest.mark.parametrize("noticed", [True, False], ids=["noticed", "sent-before-noticed"])
+def test_a_session_the_server_ended_is_replaced_without_a_failed_check(token, noticed):
+    """Whether the loop read the server's goodbye before the next check or only while
+    reading that check's answer, the check is answered (by a worker thread) and the next ones
+    go out on a new session."""
+    checks = _Checks()
+    expected = bearer_check("acme", "echo", token)
+
+    async def run():
+        try:
+            assert await checks.open()
+            first_pid = checks._postgres.backend_pid
+            assert await checks("acme", "echo", token) == expected
+            with _admin() as admin:
+                _session_ended(admin, first_pid)
+            if noticed:
+                await asyncio.sleep(0.1)
+            during = await asyncio.gather(*(checks("acme", "echo", token) for _ in range(3)))
+            deadline = time.monotonic() + 10
+            while not await checks.open():
+                assert time.monotonic() < deadline, "no new session"
+                await asyncio.sleep(0.05)
+            in_thread = checks.in_thread
+            after = await checks("acme", "echo", token)
+            assert checks.in_thread == in_thread, "the new session did not answer"
+            return first_pid, checks._postgres.backend_pid, during, after
+        finally:
+            checks.close()
+
+    first_pid, second_pid, during, after = asyncio.run(run())
+    assert during == [expected] * 3 and after == expected
+    assert second_pid != first_pid
+    assert checks.in_thread >= 1
+
+
+def test_a_locked_table_holds_up_the_check_but_not_the_loop(token, no_pool):
+    """A check waiting on PostgreSQL (here a lock held by another session) leaves the loop
+    free for everything else, takes no pooled connection, and is answered once the lock goes."""
+    checks = _Checks()
+    expected = bearer_check("acme", "echo", token)
+    no_pool.clear()
+
+    async def run():
+        try:
+            assert await checks.open()
+            with _admin() as admin:
+                admin.execute("BEGIN")
+                admin.execute("LOCK TABLE oauth2_provider_accesstoken IN ACCESS EXCLUSIVE MODE")
+                waiting = [asyncio.ensure_future(checks("acme", "echo", token)) for _ in range(3)]
+                # The loop runs 30 ticks while the checks wait (a check that held the loop
+                # would hold it until the lock went, which only this task can let go of).
+                for _ in range(30):
+                    await asyncio.sleep(0.01)
+                assert not any(w.done() for w in waiting), "a check was answered under the lock"
+                admin.execute("COMMIT")
+            return await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        finally:
+            checks.close()
+
+    answers = asyncio.run(run())
+    assert answers == [expected] * 3
+    assert checks.in_thread == 0 and no_pool == []
+
+
+def test_the_live_gateway_checks_from_the_loop(_live_app, token, acme):
+    """The live server's checks run on its own connection, opened at start-up: with the token
+    table locked, a request waits on that session (no other), /healthz still answers, and the
+    request is answered once the lock goes."""
+    url = acme["connector"].url
+    gateway_checks = _live_app._server.config.app.gateway._check
+    deadline = time.monotonic() + 10
+    while True:  # an earlier test may have ended every session: the first check reopens
+        assert mcp_post(url, token, ECHO).status_code == 200
+        if (pid := gateway_checks._postgres.backend_pid) is not None:
+            break
+        assert time.monotonic() < deadline, "the gateway has no connection of its own"
+        time.sleep(0.05)
+    with _admin() as admin:
+        admin.execute("BEGIN")
+        admin.execute("LOCK TABLE oauth2_provider_accesstoken IN ACCESS EXCLUSIVE MODE")
+        answer = {}
+        waiting = threading.Thread(target=lambda: answer.update(r=mcp_post(url, token, ECHO)))
+        waiting.start()
+        try:
+            with _admin() as observer:
+                deadline = time.monotonic() + 10
+                while True:
+                    lock_waits = observer.execute(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ).fetchall()
+                    if lock_waits:
+                        break
+                    assert time.monotonic() < deadline, "no check waited for the lock"
+                    time.sleep(0.02)
+            assert lock_waits == [(pid,)]  # the gateway's own session, not a pooled one
+            assert httpx.get(f"{_live_app.url}/healthz", timeout=5).status_code == 200
+            assert not answer, "the request was answered under the lock"
+        finally:
+            admin.execute("COMMIT")
+        waiting.join(10)
+    assert answer["r"].status_code == 200
