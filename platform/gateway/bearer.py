@@ -196,11 +196,14 @@ class BearerChecks:
         self._in_thread = db_sync_to_async(bearer_check)
         self._sqlite = None
         self._postgres = None  # gateway.loop_statement.LoopStatement, on PostgreSQL
+        self._where: str | None = None  # _where_checks(), once
 
     async def __call__(
         self, tenant_slug: str, connector_slug: str, token: str | None
     ) -> BearerCheck | None:
-        vendor = connection.vendor
+        # Asked once: each look at Django's connection from the loop (a context-local lookup)
+        # cost 2.5-3 us, and the database's settings do not change while the process runs.
+        vendor = self._where if self._where is not None else self._where_checks()
         if vendor == "sqlite":
             compiled = _compiled("sqlite")
             try:
@@ -209,13 +212,22 @@ class BearerChecks:
                 self._close_sqlite()
             else:
                 return _check_of(compiled, rows[0] if rows else None)
-        elif vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+        elif vendor == "postgresql":
             compiled = _compiled("postgresql")
             params = _params(tenant_slug, connector_slug, token)
             rows = await self._loop_postgres_rows(compiled, params)
             if rows is not None:
                 return _check_of(compiled, rows[0] if rows else None)
         return await self._in_thread(tenant_slug, connector_slug, token)
+
+    def _where_checks(self) -> str:
+        """Where checks run in the loop: "sqlite", "postgresql" (with the pool) or "" (every
+        check in a worker thread)."""
+        vendor = connection.vendor
+        if vendor == "postgresql" and not connection.settings_dict["OPTIONS"].get("pool"):
+            vendor = ""
+        self._where = vendor if vendor in ("sqlite", "postgresql") else ""
+        return self._where
 
     def _loop_rows(self, compiled: _Compiled, params: list[str]) -> list:
         """The statement's rows, on the loop's own SQLite connection; all of them, so that the
@@ -255,7 +267,7 @@ class BearerChecks:
         """Open the loop's own PostgreSQL connection ahead of the first check (the lifespan
         starts this, without waiting for it); whether it is open (never on SQLite or without
         the pool)."""
-        if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+        if self._where_checks() == "postgresql":
             return await self._loop_postgres(_compiled("postgresql")).open()
         return False
 
