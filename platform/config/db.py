@@ -40,36 +40,6 @@ def db_connection_release() -> None:
         connection.close()
 
 
-@functools.cache
-def _prepared_cursor_class():
-    import psycopg
-
-    class PreparedCursor(psycopg.Cursor):
-        """Binds on the server and prepares what it runs (psycopg's ``prepare=True``)."""
-
-        def execute(self, query, params=None, *, prepare=True, binary=None):
-            return super().execute(query, params, prepare=prepare, binary=binary)
-
-    return PreparedCursor
-
-
-def db_prepared_cursor():
-    """A cursor for a fixed statement run again and again (the refresh's three). On PostgreSQL
-    with the pool, one that binds on the server and prepares the statement on the pooled,
-    long-lived connection: PostgreSQL stops parsing and planning it each time, and psycopg
-    stops quoting each parameter into the text in Python. Django's own cursors bind on the
-    client and never prepare; without the pool (DB_POOL_SIZE=0, e.g. behind PgBouncer) a
-    connection serves one unit of work, so there is nothing to prepare for. Statements are
-    logged (and counted by tests) as Django's are."""
-    if connection.vendor != "postgresql" or connection.pool is None:
-        return connection.cursor()
-    connection.ensure_connection()
-    raw = _prepared_cursor_class()(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
-
-
 def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """``sync_to_async(func, thread_sensitive=False)`` that releases its connection after."""
 
@@ -112,3 +82,13 @@ def server_bound_cursor(*, prepare: bool = False):
     if connection.queries_logged:
         return connection.make_debug_cursor(raw)
     return connection.make_cursor(raw)
+
+
+def db_prepared_cursor():
+    """A cursor for a fixed statement run again and again (the bearer check, the refresh's
+    three): on PostgreSQL with the pool, prepared on the pooled, long-lived connection, so
+    PostgreSQL stops parsing and planning it each time. Without the pool (DB_POOL_SIZE=0, e.g.
+    behind PgBouncer) a connection serves one unit of work: nothing to prepare for."""
+    return server_bound_cursor(
+        prepare=connection.vendor == "postgresql" and connection.pool is not None
+    )

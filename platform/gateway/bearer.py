@@ -21,7 +21,7 @@ from django.db import connection
 from oauth2_provider.models import AccessToken, Application
 
 from authserver.models import TokenAudience
-from config.db import db_sync_to_async, server_bound_cursor
+from config.db import db_prepared_cursor, db_sync_to_async
 from tenants.models import Connector, Membership, Tenant
 
 
@@ -129,17 +129,6 @@ def _compiled(vendor: str) -> _Compiled:
     return _Compiled(sql=sql, converters=tuple(converters))
 
 
-def _cursor():
-    """A cursor for the statement: on PostgreSQL with the pool, one that prepares it on the
-    (pooled, long-lived) connection, so that PostgreSQL stops planning a seven-table join for
-    every request: most of its CPU per check (bench/gateway_calls.py). Without the pool
-    (DB_POOL_SIZE=0, e.g. behind PgBouncer) a connection serves one check, so there is nothing
-    to prepare for."""
-    return server_bound_cursor(
-        prepare=connection.vendor == "postgresql" and connection.pool is not None
-    )
-
-
 def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> BearerCheck | None:
     """Look up the connector and, when given, the token and its user's membership.
 
@@ -148,7 +137,7 @@ def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> Be
     tenant: the joins give at most one row.
     """
     compiled = _compiled(connection.vendor)
-    with _cursor() as cursor:
+    with db_prepared_cursor() as cursor:
         cursor.execute(compiled.sql, _params(tenant_slug, connector_slug, token))
         row = cursor.fetchone()
     return _check_of(compiled, row)
