@@ -54,13 +54,14 @@ def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 
 
 @functools.cache
-def _server_bound_cursor_class(prepare: bool):
+def _server_bound_cursor_class(prepare: bool | None):
     import psycopg
 
     class ServerBoundCursor(psycopg.Cursor):
-        """Binds on the server; with ``prepare``, prepares what it runs (``prepare=True``)."""
+        """Binds on the server; ``prepare`` as psycopg's: True prepares what it runs, False
+        never, None after the connection's ``prepare_threshold`` runs."""
 
-        def execute(self, query, params=None, *, prepare=prepare or None, binary=None):
+        def execute(self, query, params=None, *, prepare=prepare, binary=None):
             return super().execute(query, params, prepare=prepare, binary=binary)
 
     return ServerBoundCursor
@@ -78,9 +79,12 @@ def server_bound_cursor(*, prepare: bool = False):
     if connection.vendor != "postgresql":
         return connection.cursor()
     connection.ensure_connection()
-    raw = _server_bound_cursor_class(prepare)(connection.connection)
     if connection.queries_logged:
+        # A prepared statement is sent by name: Django would log its text as None. Where
+        # queries are logged (DEBUG, tests capturing them), it is sent whole, never prepared.
+        raw = _server_bound_cursor_class(False)(connection.connection)
         return connection.make_debug_cursor(raw)
+    raw = _server_bound_cursor_class(prepare or None)(connection.connection)
     return connection.make_cursor(raw)
 
 
