@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
+from django.db.models.sql.query import Query
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,3 +97,44 @@ def db_prepared_cursor():
     return server_bound_cursor(
         prepare=connection.vendor == "postgresql" and connection.pool is not None
     )
+
+
+def db_converters(columns: list, *, using: str = DEFAULT_DB_ALIAS) -> dict:
+    """What Django does to each of ``columns`` (``field.get_col(alias)``) of a raw row before
+    a model sees it (e.g. SQLite's text to a datetime, JSON text to a dict), as its own reads
+    do: ``{index: (converters, column)}`` for the columns that have any. Work it out once per
+    process and statement; ``db_row`` applies it."""
+    conn = connections[using]
+    return conn.ops.compiler("SQLCompiler")(Query(None), conn, using).get_converters(columns)
+
+
+def db_row(row, converters: dict, conn) -> list:
+    """``row`` as Django would read it, by ``db_converters``' answer."""
+    values = list(row)
+    for index, (functions, column) in converters.items():
+        value = values[index]
+        for convert in functions:
+            value = convert(value, column, conn)
+        values[index] = value
+    return values
+
+
+def db_insert_head(model, conn) -> tuple[list, str, str]:
+    """The fields, ``INSERT INTO table (columns)`` and `` RETURNING pk`` of a statement that
+    inserts every column of ``model`` but its primary key: for inserts built once per process
+    instead of through the ORM each time."""
+    quote = conn.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(quote(f.column) for f in fields)
+    return (
+        fields,
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns})",
+        f" RETURNING {quote(model._meta.pk.column)}",
+    )
+
+
+def db_mark_saved(instance, pk, *, using: str) -> None:
+    """Make ``instance`` what ``save()`` would have left after inserting it as ``pk``."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = using

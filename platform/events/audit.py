@@ -29,7 +29,7 @@ import httpx
 from django.conf import settings
 from django.db import connection, models, transaction
 
-from config.db import server_bound_cursor
+from config.db import db_insert_head, db_mark_saved, server_bound_cursor
 from events.models import AuditRecord
 from tenants.models import Connector
 
@@ -146,7 +146,7 @@ def _insert_of(vendor: str) -> _Insert:
     the JSON arguments, which go through the backend's own adapters, as Django sends them
     (tests/events/test_audit_log.py compares every column with what ``bulk_create`` stores)."""
     ops = connection.ops
-    fields = tuple(f for f in AuditRecord._meta.concrete_fields if not f.primary_key)
+    fields, head, returning = db_insert_head(AuditRecord, connection)
     adapters = []
     for field in fields:
         if isinstance(field, models.DateTimeField):
@@ -157,14 +157,7 @@ def _insert_of(vendor: str) -> _Insert:
             adapters.append(None)
         else:  # a field added later: adapted as Django adapts it
             adapters.append(functools.partial(field.get_db_prep_save, connection=connection))
-    q = ops.quote_name
-    columns = ", ".join(q(f.column) for f in fields)
-    return _Insert(
-        fields=fields,
-        adapters=tuple(adapters),
-        head=f"INSERT INTO {q(AuditRecord._meta.db_table)} ({columns})",
-        returning=f" RETURNING {q(AuditRecord._meta.pk.column)}",
-    )
+    return _Insert(fields=tuple(fields), adapters=tuple(adapters), head=head, returning=returning)
 
 
 def _json_adapted(ops, encoder, value):
@@ -221,9 +214,7 @@ def audit_insert(records: list[AuditRecord]) -> None:
                 cursor.execute(_statement(vendor, len(rows)), params)
             ids.extend(pk for (pk,) in cursor.fetchall())
     for record, pk in zip(records, ids, strict=True):
-        record.pk = pk
-        record._state.adding = False
-        record._state.db = connection.alias
+        db_mark_saved(record, pk, using=connection.alias)
 
 
 def audit_record_data(record: AuditRecord) -> dict[str, Any]:

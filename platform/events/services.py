@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from django.db import connection, transaction
 
-from config.db import db_prepared_cursor, db_sync_to_async
+from config.db import db_insert_head, db_mark_saved, db_prepared_cursor, db_sync_to_async
 from config.faults import unavailable
 from config.limits import limit_hit
 from config.proxy import client_address
@@ -98,26 +98,19 @@ def _event_insert(event: Event) -> Event:
     with transaction.mark_for_rollback_on_error(), db_prepared_cursor() as cursor:
         cursor.execute(sql, params)
         if connection.features.can_return_columns_from_insert:
-            event.pk = cursor.fetchone()[0]
+            pk = cursor.fetchone()[0]
         else:
-            event.pk = connection.ops.last_insert_id(
-                cursor, Event._meta.db_table, Event._meta.pk.column
-            )
-    event._state.adding = False
-    event._state.db = connection.alias
+            pk = connection.ops.last_insert_id(cursor, Event._meta.db_table, Event._meta.pk.column)
+    db_mark_saved(event, pk, using=connection.alias)
     return event
 
 
 @functools.cache
 def _event_insert_sql(vendor: str) -> tuple[str, list]:
-    quote = connection.ops.quote_name
-    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-    sql = (
-        f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-        f" VALUES ({', '.join(['%s'] * len(fields))})"
-    )
+    fields, head, returning = db_insert_head(Event, connection)
+    sql = f"{head} VALUES ({', '.join(['%s'] * len(fields))})"
     if connection.features.can_return_columns_from_insert:
-        sql += f" RETURNING {quote(Event._meta.pk.column)}"
+        sql += returning
     return sql, fields
 
 

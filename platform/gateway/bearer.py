@@ -10,6 +10,7 @@ audience, the user, the membership and the connector anew, so a revocation, a di
 removed member or a disabled connector bites on the very next request, in every process.
 """
 
+import dataclasses
 import functools
 import hashlib
 import sqlite3
@@ -21,7 +22,7 @@ from django.db import connection
 from oauth2_provider.models import AccessToken, Application
 
 from authserver.models import TokenAudience
-from config.db import db_prepared_cursor, db_sync_to_async
+from config.db import db_converters, db_prepared_cursor, db_row, db_sync_to_async
 from tenants.models import Connector, Membership, Tenant
 
 
@@ -72,6 +73,11 @@ _COLUMNS = (
 )
 
 
+# A row's values construct a BearerCheck by position.
+if [f.name for f in dataclasses.fields(BearerCheck)] != [name for name, _, _ in _COLUMNS]:
+    raise AssertionError("BearerCheck's fields and _COLUMNS are not in the same order")
+
+
 def _models() -> dict:
     return {
         "c": Connector,
@@ -87,7 +93,7 @@ def _models() -> dict:
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    converters: tuple  # per column: (converters, the column expression they are given)
+    converters: dict  # config.db.db_converters of its columns
 
 
 @functools.cache
@@ -115,18 +121,10 @@ def _compiled(vendor: str) -> _Compiled:
         f"AND {col('m', 'user')} = {col('tok', 'user')} "
         f"WHERE {col('t', 'slug')} = %s AND {col('c', 'slug')} = %s"
     )
-    converters = []
-    for _, alias, name in _COLUMNS:
-        field = models[alias]._meta.get_field(name)
-        expression = field.get_col(alias)
-        converters.append(
-            (
-                tuple(connection.ops.get_db_converters(expression))
-                + tuple(expression.get_db_converters(connection)),
-                expression,
-            )
-        )
-    return _Compiled(sql=sql, converters=tuple(converters))
+    converters = db_converters(
+        [models[alias]._meta.get_field(name).get_col(alias) for _, alias, name in _COLUMNS]
+    )
+    return _Compiled(sql=sql, converters=converters)
 
 
 def bearer_check(tenant_slug: str, connector_slug: str, token: str | None) -> BearerCheck | None:
@@ -151,15 +149,10 @@ def _params(tenant_slug: str, connector_slug: str, token: str | None) -> list[st
 def _check_of(compiled: _Compiled, row) -> BearerCheck | None:
     if row is None:
         return None
-    values = {}
-    for (name, _, _), value, (converters, expression) in zip(
-        _COLUMNS, row, compiled.converters, strict=True
-    ):
-        for convert in converters:
-            value = convert(value, expression, connection)
-        values[name] = value
-    values["tool_policy"] = values["tool_policy"] or {}
-    return BearerCheck(**values)
+    check = BearerCheck(*db_row(row, compiled.converters, connection))
+    if check.tool_policy is None:
+        return dataclasses.replace(check, tool_policy={})
+    return check
 
 
 class BearerChecks:

@@ -18,10 +18,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Q
-from django.db.models.sql import Query
 
 from config import crypto
-from config.db import db_connection_release, db_prepared_cursor
+from config.db import db_connection_release, db_converters, db_prepared_cursor, db_row
 from connectors.base import UpstreamReauthRequired, UpstreamUnavailable
 from events.metrics import metrics_refresh
 from events.models import Event
@@ -88,10 +87,7 @@ def _claim_lease(
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row)
-    for index, (converters, expression) in _claim_converters(conn.alias).items():
-        for converter in converters:
-            values[index] = converter(values[index], expression, conn)
+    values = db_row(row, _claim_converters(conn.alias), conn)
     fields = len(_CLAIM_FIELDS)
     connection = UpstreamConnection.from_db(conn.alias, _CLAIM_ATTNAMES, values[:fields])
     connection.connector = Connector.from_db(
@@ -143,12 +139,11 @@ def _claim_sql(vendor: str, force: bool, waited: bool) -> str:
 def _claim_converters(alias: str) -> dict:
     """What Django does to each returned column before a model sees it (its converters, e.g.
     SQLite's text to datetime, JSON text to a dict), worked out once per process."""
-    conn = connections[alias]
-    compiler = conn.ops.compiler("SQLCompiler")(Query(UpstreamConnection), conn, alias)
     connector_table = Connector._meta.db_table
-    return compiler.get_converters(
+    return db_converters(
         [f.get_col(UpstreamConnection._meta.db_table) for f in _CLAIM_FIELDS]
-        + [Connector._meta.get_field(name).get_col(connector_table) for name in _CONNECTOR_FIELDS]
+        + [Connector._meta.get_field(name).get_col(connector_table) for name in _CONNECTOR_FIELDS],
+        using=alias,
     )
 
 
