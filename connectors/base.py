@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -317,6 +318,21 @@ def request_state_security() -> RequestStateSecurity:
 # them. The gateway runs one loop per process, so in practice this is one client per process.
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=5.0)
 HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=4.0)
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing, for every client the platform makes (``cookies=``).
+
+    The clients are shared: one serves every tenant's calls to the same host, so a cookie that
+    host set while answering for one tenant would go along with the next tenant's request."""
+
+    def extract_cookies(self, response, request) -> None:
+        pass
+
+    def set_cookie(self, cookie) -> None:
+        pass
+
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
 )
@@ -330,7 +346,9 @@ def shared_http() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False)
+        client = httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False, cookies=NoCookies()
+        )
         _clients[loop] = client
     return client
 
@@ -772,7 +790,11 @@ def guarded_http() -> httpx.AsyncClient:
     if client is None or client.is_closed:
         transport = guard_transport(httpx.AsyncHTTPTransport(limits=HTTP_LIMITS))
         client = httpx.AsyncClient(
-            transport=transport, timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False
+            transport=transport,
+            timeout=HTTP_TIMEOUT,
+            follow_redirects=False,
+            trust_env=False,
+            cookies=NoCookies(),
         )
         _guarded[loop] = client
     return client
@@ -782,7 +804,11 @@ def guarded_sync_http(timeout: httpx.Timeout = HTTP_TIMEOUT) -> httpx.Client:
     """A new sync client with the same guard (for worker-thread code such as OAuth fetches)."""
     transport = guard_transport(httpx.HTTPTransport())
     return httpx.Client(
-        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+        transport=transport,
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=NoCookies(),
     )
 
 

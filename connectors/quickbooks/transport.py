@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from connectors.base import NoCookies
+
 from .errors import ProviderUnavailable
 
 # Intuit cuts requests off at 120 s; a read that takes 30 s is already a failure for a tool call.
@@ -50,6 +52,7 @@ def make_client(
         transport=transport,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
+        cookies=NoCookies(),
     )
 
 
@@ -63,6 +66,7 @@ def make_async_client(
         transport=transport,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
+        cookies=NoCookies(),
     )
 
 

@@ -5,12 +5,11 @@ import html
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from connectors.base import guard_transport
+from connectors.base import NoCookies, guard_transport
 
 # Claude's backend calls with python-httpx: a CDN rule that blocks it blocks the doctor as well.
 USER_AGENT = f"python-httpx/{httpx.__version__} (mcp-connection-doctor)"
@@ -43,7 +42,7 @@ def doctor_http_client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         follow_redirects=False,
         headers={"User-Agent": user_agent(run)},
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        cookies=NoCookies(),
         transport=guard_transport(transport) if guarded else transport,
         trust_env=not guarded,
     )
