@@ -4,7 +4,7 @@ an outsider gets 404 for another tenant's objects, a member 403 for admin-only c
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from oauth2_provider.models import Application
 from rest_framework import status
 from rest_framework.request import Request
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.openapi import extend_schema
 from api.pagination import Pagination
 from authserver.selectors import connected_clients
 from authserver.services import mcp_client_revoke, mcp_token_revoke

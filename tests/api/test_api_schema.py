@@ -27,6 +27,13 @@ def test_schema_describes_the_api_and_the_docs_need_no_cdn(live_url):
         "/api/v1/keys/",
     } <= paths
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    # The views' annotations reach drf_spectacular only when the schema is built (api/openapi.py)
+    me = schema["paths"]["/api/v1/me/"]["get"]
+    assert me["summary"] == "Who the key or session belongs to"
+    assert me["operationId"] == "v1_me_retrieve"
+    assert me["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MeOut"
+    }
     connection = schema["components"]["schemas"]["ConnectionOut"]["properties"]
     assert not any("token" in name for name in connection)  # upstream tokens never leave
 

@@ -3,7 +3,8 @@ Redis (the embedded default) it never imports redis, whose client costs about 10
 memory per process; authlib waits for a sign-in through an identity provider, and the
 OpenTelemetry SDK and instrumentations for tracing to be configured; Celery (and kombu) for the
 first task the process sends; on SQLite, psycopg is never loaded, not even by DRF through
-django.contrib.postgres (issue 17, goal 6: bench/web_memory.py)."""
+django.contrib.postgres; drf_spectacular's schema machinery (and with it DRF's test module,
+django.test and unittest) for the API's OpenAPI document (issue 17, goal 6: bench/web_memory.py)."""
 
 import ast
 import os
@@ -61,3 +62,48 @@ def test_the_web_app_loads_redis_only_when_configured_and_no_sso_or_tracing_libr
         assert loaded == {"redis", "opentelemetry.sdk"}
     else:
         assert loaded == set()
+
+
+SCHEMA_ONLY = (
+    "drf_spectacular.openapi",
+    "drf_spectacular.plumbing",
+    "drf_spectacular.views",
+    "rest_framework.test",
+    "django.test",
+    "unittest",
+)
+
+
+def test_the_web_app_with_every_view_loaded_imports_no_schema_machinery(tmp_path):
+    """Every URL resolved to its view (what the first requests load), the OAuth validator
+    too: the OpenAPI document's machinery waits for /api/schema (api/openapi.py), and the
+    document still carries the views' annotations (tests/api/test_api_schema.py)."""
+    script = (
+        f"import os, sys\nWATCHED = {SCHEMA_ONLY!r}\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "import config.asgi\n"
+        "from django.urls import get_resolver\n"
+        "def resolve_all(patterns):\n"
+        "    for pattern in patterns:\n"
+        "        if hasattr(pattern, 'url_patterns'):\n"
+        "            resolve_all(pattern.url_patterns)\n"
+        "        else:\n"
+        "            pattern.callback\n"
+        "resolve_all(get_resolver().url_patterns)\n"
+        "import oauth2_provider.oauth2_validators\n"
+        "print(sorted(m for m in WATCHED if m in sys.modules))\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL")
+    }
+    env |= {"VAR_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    ).stdout.decode()
+    assert ast.literal_eval(out.strip().splitlines()[-1]) == []
