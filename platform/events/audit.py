@@ -184,6 +184,21 @@ def _statement(vendor: str, rows: int) -> str:
 STATEMENT_ROWS = 50
 
 
+def _statement_rows(records: int, size: int, vendor: str) -> list[int]:
+    """The records each statement of one insert takes: ``size`` at a time, and on SQLite the
+    rest in powers of two (37: 32, 4, 1). There a statement's text changes with its number of
+    rows, and each connection compiles and keeps every text it ran (Python's statement cache):
+    one for each rest from 1 to 49 was up to 1.9 MB per worker thread's connection, more with
+    every new length a flush happened to have (bench/web_memory.py). PostgreSQL's statement
+    is one for any number of rows."""
+    full, rest = divmod(records, size)
+    if vendor == "postgresql":
+        return [size] * full + ([rest] if rest else [])
+    return [size] * full + [
+        1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1
+    ]
+
+
 def audit_insert(records: list[AuditRecord]) -> None:
     """Write ``records`` in one transaction and give each its id."""
     if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
@@ -193,8 +208,9 @@ def audit_insert(records: list[AuditRecord]) -> None:
     insert = _insert_of(vendor)
     size = min(STATEMENT_ROWS, connection.ops.bulk_batch_size(insert.fields, records))
     ids = []
+    start = 0
     with transaction.atomic(savepoint=False), server_bound_cursor() as cursor:
-        for start in range(0, len(records), size):
+        for count in _statement_rows(len(records), size, vendor):
             rows = [
                 [
                     value if adapt is None else adapt(value)
@@ -204,8 +220,9 @@ def audit_insert(records: list[AuditRecord]) -> None:
                         strict=True,
                     )
                 ]
-                for record in records[start : start + size]
+                for record in records[start : start + count]
             ]
+            start += count
             if vendor == "postgresql":
                 params = [list(column) for column in zip(*rows, strict=True)]
                 cursor.execute(_statement(vendor, 0), params)

@@ -200,6 +200,24 @@ def test_a_flush_stores_every_field_and_gives_each_record_its_id(acme):
     assert stored[written[0].pk].arguments == arguments
 
 
+def test_flushes_of_every_length_share_a_few_statements(acme):
+    """Each database connection keeps every statement text it ran, compiled: flushes of 1 to
+    120 records use the full batch's INSERT and, on SQLite (whose text changes with the number
+    of rows), six more for the rest in powers of two, not one per length (events.audit)."""
+    audit_buffer.drain()
+    events.audit._statement.cache_clear()  # a text is built once per process: counted here
+    written = []
+    for length in range(1, 121):
+        for i in range(length):
+            audit_buffer.add(_record(acme, tool=f"t{length}-{i}"))
+        written += audit_buffer.flush()
+    assert len(written) == AuditRecord.objects.count() == sum(range(1, 121))
+    assert sorted(r.pk for r in written) == [r.pk for r in written]
+    assert {r.pk: r.tool for r in written} == dict(AuditRecord.objects.values_list("id", "tool"))
+    statements = events.audit._statement.cache_info().currsize
+    assert statements == (1 if connection.vendor == "postgresql" else 7)
+
+
 def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
     """The flush's own INSERT (events.audit.audit_insert) adapts values as Django does: every
     column holds, as the database stores it, what bulk_create stores for the same record."""
