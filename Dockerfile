@@ -64,6 +64,8 @@ ENV PATH=/app/.venv/bin:$PATH \
 # glibc gives each thread that allocates a malloc arena of its own (up to 8 per core), and what
 # is freed in one is not reused by another: the gateway's worker threads then hold more memory
 # per web process, more with more load (bench/web_memory.py). Under the GIL two arenas suffice.
+# The web process sets the same limit itself (config.asgi, for manage.py serve); this covers the
+# Celery worker and beat too.
 ENV MALLOC_ARENA_MAX=2
 
 USER app

@@ -10,8 +10,10 @@ own registered client, as several clients would call it; every answer is checked
 from compiled bytecode, as in the image (UV_COMPILE_BYTECODE): the servers import from a
 bytecode cache in the run's folder (PYTHONPYCACHEPREFIX, filled before they start), so a
 checkout's interpreter that compiles its sources at every start (PYTHONDONTWRITEBYTECODE) does
-not count the compiler's memory as the server's. Both servers run with the image's
-MALLOC_ARENA_MAX (2, see the Dockerfile) unless the environment sets another. With
+not count the compiler's memory as the server's. MALLOC_ARENA_MAX is left as the environment
+has it (unset, as under ``manage.py serve``): the platform's web process limits its malloc
+arenas to the image's 2 itself (config.asgi.malloc_arenas_limit); the bare server keeps
+glibc's default, as a bare SDK server would run. With
 ``--no-dev`` both run in an environment of the run's own with the project's runtime dependencies
 only, as the image installs them: a checkout's test and lint tools bring packages (rich,
 pygments) that the mcp SDK and DRF import when they find them, about 3 MB in each server.
@@ -162,7 +164,6 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
     workdir = Path(tempfile.mkdtemp(prefix="web-memory-bench-"))
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # the image's (Dockerfile)
     python = runtime_python(workdir) if args.no_dev else sys.executable
     bytecode_cache(workdir, python)
     body, good = METHODS["tools/call"]
