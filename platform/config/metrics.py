@@ -5,6 +5,9 @@ Off unless ``METRICS_TOKEN`` or ``METRICS_ALLOW_IPS`` is set (404 otherwise, lik
 path). A scraper presents ``Authorization: Bearer <METRICS_TOKEN>``, or calls from an address in
 ``METRICS_ALLOW_IPS`` as the platform sees it (behind a trusted proxy, the real client's, so the
 public never qualifies through the proxy).
+
+prometheus_client loads with the first scrape or count, never in a process with metrics off
+(events.metrics).
 """
 
 import hmac
@@ -13,11 +16,9 @@ import logging
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from django.conf import settings
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.db import db_sync_to_async
 from events.metrics import metrics_registry
-from upstream.metrics import UpstreamCollector
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ def _celery_queues() -> list[str]:
 
 
 def _scrape() -> bytes:
+    from prometheus_client import generate_latest
+
+    from upstream.metrics import UpstreamCollector
+
     return generate_latest(metrics_registry(UpstreamCollector(_celery_queues())))
 
 
@@ -70,6 +75,8 @@ async def metrics_asgi(scope, receive, send) -> None:
         status, body, content_type = 401, b"A bearer token is needed\n", b"text/plain"
         extra = [(b"www-authenticate", b'Bearer realm="metrics"')]
     else:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         status, body, content_type = 200, await _scrape_async(), CONTENT_TYPE_LATEST.encode()
     await send(
         {
@@ -97,6 +104,8 @@ def worker_metrics_app(environ, start_response):
     if refused:
         start_response(f"{refused} Refused", [("Content-Type", "text/plain")])
         return [b"Refused\n"]
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
     return [generate_latest(metrics_registry())]
 

@@ -11,28 +11,46 @@ values in files there, and a scrape of any process adds up every process that sh
 """
 
 import os
+import threading
+from types import SimpleNamespace
 
 from django.conf import settings
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.multiprocess import MultiProcessCollector
 
-TOOL_CALLS = Counter(
-    "mcp_tool_calls",
-    "tools/call requests that reached a connector's tools, by outcome (ok, error, denied)",
-    ["tenant", "connector", "outcome"],
-)
-TOOL_CALL_SECONDS = Histogram(
-    "mcp_tool_call_duration_seconds",
-    "Time from a tools/call's arrival to its answer",
-    ["tenant", "connector"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-UPSTREAM_REFRESHES = Counter(
-    "mcp_upstream_refreshes",
-    "Upstream token refreshes, by provider and outcome (ok, error: retried, reauth: needs a "
-    "reconnect)",
-    ["provider", "outcome"],
-)
+_made: SimpleNamespace | None = None
+_making = threading.Lock()
+
+
+def _series() -> SimpleNamespace:
+    """This process's counters, made at their first use: prometheus_client loads only where
+    metrics are on (about 0.7 MB in every web process otherwise, bench/web_memory.py)."""
+    global _made
+    if _made is not None:
+        return _made
+    with _making:  # a worker's threads count refreshes at once: each series registered once
+        if _made is None:
+            from prometheus_client import Counter, Histogram
+
+            _made = SimpleNamespace(
+                tool_calls=Counter(
+                    "mcp_tool_calls",
+                    "tools/call requests that reached a connector's tools, by outcome (ok, "
+                    "error, denied)",
+                    ["tenant", "connector", "outcome"],
+                ),
+                tool_call_seconds=Histogram(
+                    "mcp_tool_call_duration_seconds",
+                    "Time from a tools/call's arrival to its answer",
+                    ["tenant", "connector"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                ),
+                upstream_refreshes=Counter(
+                    "mcp_upstream_refreshes",
+                    "Upstream token refreshes, by provider and outcome (ok, error: retried, "
+                    "reauth: needs a reconnect)",
+                    ["provider", "outcome"],
+                ),
+            )
+        return _made
 
 
 def _counting() -> bool:
@@ -46,19 +64,24 @@ def metrics_tool_call(*, tenant: str, connector: str, outcome: str, seconds: flo
     """Count one tools/call and its latency (a few microseconds, no I/O), when metrics are on."""
     if not _counting():
         return
-    TOOL_CALLS.labels(tenant, connector, outcome).inc()
-    TOOL_CALL_SECONDS.labels(tenant, connector).observe(seconds)
+    series = _series()
+    series.tool_calls.labels(tenant, connector, outcome).inc()
+    series.tool_call_seconds.labels(tenant, connector).observe(seconds)
 
 
 def metrics_refresh(*, provider: str, outcome: str) -> None:
     if not _counting():
         return
-    UPSTREAM_REFRESHES.labels(provider, outcome).inc()
+    _series().upstream_refreshes.labels(provider, outcome).inc()
 
 
-def metrics_registry(*collectors) -> CollectorRegistry:
+def metrics_registry(*collectors):
     """What a scrape shows: this process's metrics (or, in multiprocess mode, those of every
     process sharing ``PROMETHEUS_MULTIPROC_DIR``) and ``collectors``, read at scrape time."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    _series()  # our series are shown, with no samples yet, before anything was counted
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
@@ -76,4 +99,6 @@ class _ProcessMetrics:
         return []
 
     def collect(self):
+        from prometheus_client import REGISTRY
+
         return REGISTRY.collect()

@@ -1,7 +1,8 @@
 """The web process loads only the client libraries its configuration and its work use: without
 Redis (the embedded default) it never imports redis, whose client costs about 10 MB of resident
 memory per process; authlib waits for a sign-in through an identity provider, and the
-OpenTelemetry SDK and instrumentations for tracing to be configured; Celery (and kombu) for the
+OpenTelemetry SDK and instrumentations for tracing to be configured, prometheus_client for
+metrics to be; Celery (and kombu) for the
 first task the process sends; on SQLite, psycopg is never loaded, not even by DRF through
 django.contrib.postgres; drf_spectacular's schema machinery (and with it DRF's test module,
 django.test and unittest) for the API's OpenAPI document (issue 17, goal 6: bench/web_memory.py)."""
@@ -22,6 +23,7 @@ WATCHED = (
     "kombu",
     "psycopg",
     "django.contrib.postgres.fields",
+    "prometheus_client",
 )
 
 
