@@ -9,6 +9,12 @@ of it) and the sweep goal (5 s per 10,000 due connections).
 
     uv run python bench/refresh_throughput.py --connections 1000 10000 --concurrency 1 4 16
 
+The sweep publishes as in production: a few due connections per message
+(UPSTREAM_REFRESH_BATCH), each message refreshed in turn by one worker thread. `--batch 1 8`
+adds rows with one connection per message (Celery's cost paid per refresh) as the anchor.
+The worker runs as docker-compose.yml runs it: threads, one pooled database connection per
+thread (DB_POOL_SIZE, unless set).
+
 Uses DATABASE_URL / REDIS_URL when set (PostgreSQL and Redis: the production shape), else a
 SQLite file and the file broker in a temporary folder. Writes nothing outside that folder
 (and its own queues, purged and deleted after each run, in the broker).
@@ -65,6 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=None,
+        help="connections per refresh message (UPSTREAM_REFRESH_BATCH), one row each; "
+        "1 is one message per refresh",
+    )
     parser.add_argument("--latency", type=float, default=0.05, help="token endpoint delay (s)")
     parser.add_argument(
         "--pool",
@@ -101,13 +115,13 @@ def main() -> None:
         flush=True,
     )
     print(
-        "| connections | concurrency | refreshes/s | latency bound /s | % of bound "
-        "| full sweep (s) | sweep goal (s) | all refreshed (s) "
+        "| connections | concurrency | ids per message | refreshes/s | latency bound /s "
+        "| % of bound | full sweep (s) | sweep goal (s) | all refreshed (s) "
         "| queries/refresh | CPU ms/refresh: worker | PostgreSQL | Redis | emulator | sweep "
         "| machine busy (%) | other load (%) | load avg |"
     )
     print(
-        "|" + " ---: |" * 17,
+        "|" + " ---: |" * 18,
         flush=True,
     )
     try:
@@ -115,7 +129,12 @@ def main() -> None:
             connector_id, ids = make_connections(emulator, count)
             per_refresh = queries_per_refresh(ids[:50])
             emulator.slow_token_endpoint(args.latency)
-            for concurrency in args.concurrency:
+            for concurrency, batch in [
+                (c, b)
+                for c in args.concurrency
+                for b in args.batch or [settings.UPSTREAM_REFRESH_BATCH]
+            ]:
+                settings.UPSTREAM_REFRESH_BATCH = batch  # the sweep runs in this process
                 make_due(ids)
                 sweep_seconds, total_seconds, cpu = run(
                     connector_id, ids, concurrency, args.pool, emulator, workdir, args.db_reuse
@@ -125,7 +144,7 @@ def main() -> None:
                 busy, other = 100 * cpu["busy"] / capacity, 100 * cpu["other"] / capacity
                 rate, bound = count / total_seconds, concurrency / args.latency
                 print(
-                    f"| {count} | {concurrency} | {rate:.1f} | {bound:.0f} "
+                    f"| {count} | {concurrency} | {batch} | {rate:.1f} | {bound:.0f} "
                     f"| {100 * rate / bound:.0f} "
                     f"| {sweep_seconds:.2f} | {SWEEP_GOAL_SECONDS * count / 10000:.1f} "
                     f"| {total_seconds:.1f} | {per_refresh:.1f} "
@@ -239,6 +258,8 @@ def run(
         "QUICKBOOKS_CLIENT_ID": CLIENT_ID,
         "QUICKBOOKS_CLIENT_SECRET": CLIENT_SECRET,
         "UPSTREAM_ENCRYPTION_KEYS": ",".join(settings.UPSTREAM_ENCRYPTION_KEYS),
+        # As docker-compose.yml runs it: one pooled database connection per worker thread.
+        "DB_POOL_SIZE": os.environ.get("DB_POOL_SIZE") or str(concurrency),
     }
     worker = subprocess.Popen(
         [

@@ -453,6 +453,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING: JSON li
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 UPSTREAM_SWEEP_SECONDS = envint("UPSTREAM_SWEEP_SECONDS", 60)
 UPSTREAM_SWEEP_BATCH = envint("UPSTREAM_SWEEP_BATCH", 500)
+# Connections per refresh message: refreshed one after the other by one worker thread, so
+# Celery's cost per message is paid once per batch (upstream.tasks.upstream_refresh_batch).
+UPSTREAM_REFRESH_BATCH = envint("UPSTREAM_REFRESH_BATCH", 8)
+if UPSTREAM_REFRESH_BATCH < 1:
+    raise ImproperlyConfigured("UPSTREAM_REFRESH_BATCH must be at least 1")
 # Connections used within this window are refreshed before their access token expires.
 UPSTREAM_RECENT_USE_SECONDS = envint("UPSTREAM_RECENT_USE_SECONDS", 7 * 86400)
 # Every connection is refreshed at least this often, used or not (keeps rolling windows alive).

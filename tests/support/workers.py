@@ -26,10 +26,11 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def celery_workers(count: int, env: dict[str, str], concurrency: int = 2):
-    """Start ``count`` workers consuming a queue of their own; tasks sent by this process go
-    there while the context is open. Yields the worker processes."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+def celery_workers(count: int, env: dict[str, str], concurrency: int = 2, queue: str = ""):
+    """Start ``count`` workers consuming a queue of their own (``queue``, to start workers on
+    the queue of earlier ones); tasks sent by this process go there while the context is open.
+    Yields the worker processes."""
+    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
     worker_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(sys.path),

@@ -5,12 +5,16 @@ import os
 import signal
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 
 import httpx
+import kombu
 import pytest
 from django.core import mail
 
 from config.celery import app as celery_app
+from events.models import Event
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.oauth import Browser
 from tests.support.workers import celery_workers
@@ -121,9 +125,9 @@ def test_two_workers_and_tool_calls_race_across_rotation_windows(fleet, shared_c
 
 
 def test_the_sweep_and_the_startup_check_hand_their_connections_to_a_worker(fleet, shared_clock):
-    """The sweep sends its messages without apply_async per id (one message is built, the rest
-    are copies with their own id and argument): a real worker must run each of them, once,
-    with its own connection id, and the startup check's must arrive forced."""
+    """The sweep sends its messages without apply_async per message (one message is built, the
+    rest are copies with their own id and ids): a real worker must refresh each connection of
+    each of them, once, and the startup check's must arrive forced."""
     emulator = fleet["emulator"].emulator
     emulator.configure(throttle_per_second=None, throttle_concurrent=None, throttle_per_minute=None)
     members = fleet["members"]
@@ -142,6 +146,204 @@ def test_the_sweep_and_the_startup_check_hand_their_connections_to_a_worker(flee
         wait_until(lambda: all_refreshed_since(members, since), what="the forced refreshes")
         forced = emulator.counters_snapshot()
         assert forced["token.refresh"] - swept["token.refresh"] == len(members)
+
+
+@contextmanager
+def unconsumed_queue():
+    """A queue of this test's own that no worker reads: what this process sends goes there, and
+    ``read()`` takes the messages out (task name, arguments)."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = name
+    with celery_app.connection_for_write() as conn:
+        channel = conn.default_channel
+        queue = kombu.Queue(name, kombu.Exchange(name), routing_key=name)(channel)
+        queue.declare()
+
+        def read() -> list[tuple[str, list, dict]]:
+            messages = []
+            while (message := queue.get(no_ack=True)) is not None:
+                args, kwargs, _ = message.decode()
+                messages.append((message.headers["task"], args, kwargs))
+            return messages
+
+        try:
+            yield read
+        finally:
+            celery_app.conf.task_default_queue = previous
+            queue.delete()
+
+
+def test_the_sweep_sends_a_few_connections_per_message(fleet, settings, monkeypatch):
+    """One message per batch of ids, in the sweep's order (the most urgent first), with every
+    due connection in exactly one; the start-up check's the same, forced."""
+    settings.UPSTREAM_REFRESH_BATCH = 2
+    monkeypatch.setattr(tasks, "_SPREAD", 1)  # no smaller messages at the end: batches of 2
+    ids = [m["connection"].pk for m in fleet["members"]]
+    with unconsumed_queue() as read:
+        advance(fleet, 36 * HOUR)  # every connection is due
+        assert tasks.upstream_sweep() == 4
+        swept = read()
+        assert tasks.upstream_check_provider("quickbooks") == 4
+        checked = read()
+    by_urgency = list(
+        UpstreamConnection.objects.filter(pk__in=ids)
+        .order_by("access_expires_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    name = "upstream.tasks.upstream_refresh_batch"
+    # The most urgent two in one message, the other two in the other (in whatever order the
+    # transport hands them out).
+    assert sorted((task, args, kwargs) for task, args, kwargs in swept) == sorted(
+        [(name, [by_urgency[:2]], {}), (name, [by_urgency[2:]], {})]
+    )
+    assert sorted((task, args, kwargs) for task, args, kwargs in checked) == [
+        (name, [sorted(ids)[:2]], {"force": True}),
+        (name, [sorted(ids)[2:]], {"force": True}),
+    ]
+
+
+def test_batches_keep_the_order_and_get_smaller_toward_the_end():
+    for count in (1, 4, 31, 32, 100, 500):
+        ids = list(range(1000, 1000 + count))
+        batches = tasks._batches(ids, 8)
+        assert [pk for batch in batches for pk in batch] == ids
+        sizes = [len(batch) for batch in batches]
+        assert max(sizes) <= 8 and sizes == sorted(sizes, reverse=True)
+        # At least as many messages as ids up to the spread: a small sweep reaches as many
+        # threads as it can; the last messages of a long one are single ids.
+        assert len(batches) >= min(count, tasks._SPREAD)
+        assert sizes[-1] == 1
+    assert [len(b) for b in tasks._batches(list(range(500)), 8)][:30] == [8] * 30
+
+
+def test_a_transient_failure_in_a_batch_retries_that_connection_alone(
+    fleet, shared_clock, settings, monkeypatch
+):
+    """The start-up check sends all four connections in one message, forced; Intuit fails the
+    first refresh once (503). That connection alone goes back to the queue with its backoff:
+    had the whole batch been retried, the three others would have been refreshed twice (the
+    check forces them)."""
+    emulator = fleet["emulator"].emulator
+    emulator.configure(throttle_per_second=None, throttle_concurrent=None, throttle_per_minute=None)
+    members = fleet["members"]
+    ids = sorted(m["connection"].pk for m in members)
+    settings.UPSTREAM_REFRESH_BATCH = 4
+    monkeypatch.setattr(tasks, "_SPREAD", 1)
+    with celery_workers(1, worker_env(fleet, shared_clock), concurrency=1):
+        before = emulator.counters_snapshot()
+        last_event = Event.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        advance(fleet, 60)
+        since = clock.now()
+        emulator.inject_fault("token", status=503, count=1)
+        assert tasks.upstream_check_provider("quickbooks") == 4
+        wait_until(lambda: all_refreshed_since(members, since), what="the refreshes")
+        after = emulator.counters_snapshot()
+    assert after["faults.injected"] - before.get("faults.injected", 0) == 1
+    assert after["token.refresh"] - before.get("token.refresh", 0) == 4
+    failed = Event.objects.filter(kind="upstream.refresh", outcome="error", pk__gt=last_event)
+    assert [e.detail["connection_id"] for e in failed] == [ids[0]]
+    for row in UpstreamConnection.objects.filter(pk__in=ids):
+        assert row.status == "active" and row.failure_count == 0 and not row.last_error
+
+
+def test_a_connection_in_a_batch_gets_as_many_attempts_as_one_refreshed_alone(fleet, settings):
+    """A batch's first attempt counts: its retry is the second, and after UPSTREAM_RETRY_MAX
+    retries the connection is left to the next sweep, as for a single refresh."""
+    settings.UPSTREAM_RETRY_BASE_SECONDS = 0.01
+    settings.UPSTREAM_RETRY_MAX = 2
+    emulator = fleet["emulator"].emulator
+    member = fleet["members"][0]
+    others = [m["connection"].pk for m in fleet["members"][1:]]
+    UpstreamConnection.objects.filter(pk__in=others).delete()
+    celery_app.conf.task_always_eager = True
+    try:
+        attempts = []
+        for send in (
+            lambda: tasks.upstream_refresh.delay(member["connection"].pk),
+            lambda: tasks.upstream_check_provider("quickbooks"),  # one batch of one
+        ):
+            advance(fleet, HOUR + 60)
+            before = emulator.counters_snapshot().get("faults.injected", 0)
+            emulator.inject_fault("token", status=503, count=10)
+            send()
+            attempts.append(emulator.counters_snapshot()["faults.injected"] - before)
+            emulator.clear_faults()
+            row = UpstreamConnection.objects.get(pk=member["connection"].pk)
+            assert row.status == "error" and row.failure_count == 3
+            UpstreamConnection.objects.filter(pk=row.pk).update(status="active", failure_count=0)
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert attempts == [3, 3]
+
+
+def test_worker_killed_mid_batch_its_unstarted_connections_are_swept_again(
+    fleet, shared_clock, settings, monkeypatch
+):
+    """What the README promises for a worker killed mid-batch: the connections it had not
+    started stay claimed by the sweep that queued them until that claim expires (five leases),
+    and the first sweep after that queues them again, with the one it was refreshing."""
+    members = fleet["members"]
+    ids = [m["connection"].pk for m in members]
+    settings.UPSTREAM_REFRESH_BATCH = 4
+    monkeypatch.setattr(tasks, "_SPREAD", 1)
+    emulator = fleet["emulator"].emulator
+    advance(fleet, 36 * HOUR)
+    since = clock.now()
+    emulator.inject_fault("token", kind="slow", delay=3, count=1)
+    with celery_workers(1, worker_env(fleet, shared_clock), concurrency=1) as workers:
+        assert tasks.upstream_sweep() == 4
+        wait_until(
+            lambda: UpstreamConnection.objects.filter(pk__in=ids).exclude(lease_owner="").exists(),
+            what="the worker to take the first lease",
+        )
+        os.kill(workers[0].pid, signal.SIGKILL)
+        workers[0].wait(timeout=10)
+    rows = UpstreamConnection.objects.filter(pk__in=ids)
+    assert [r.status for r in rows].count("refreshing") == 1
+    assert not any(r.last_refresh_at >= since for r in rows)
+    celery_app.conf.task_always_eager = True
+    try:
+        assert tasks.upstream_sweep() == 0  # still claimed by the killed batch's sweep
+        advance(fleet, 5 * settings.UPSTREAM_LEASE_SECONDS - 10)
+        assert tasks.upstream_sweep() == 0
+        advance(fleet, 11)
+        assert tasks.upstream_sweep() == 4
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert all_refreshed_since(members, since)
+    assert {r.status for r in UpstreamConnection.objects.filter(pk__in=ids)} == {"active"}
+
+
+def test_warm_shutdown_mid_batch_hands_the_unstarted_connections_back(
+    fleet, shared_clock, settings, monkeypatch
+):
+    """SIGTERM while a batch runs: the refresh in progress finishes, the batch's other
+    connections go back to the queue at once (not after the sweep's claim expires), and the
+    next worker on that queue refreshes them."""
+    members = fleet["members"]
+    ids = [m["connection"].pk for m in members]
+    settings.UPSTREAM_REFRESH_BATCH = 4
+    monkeypatch.setattr(tasks, "_SPREAD", 1)
+    emulator = fleet["emulator"].emulator
+    advance(fleet, 36 * HOUR)
+    since = clock.now()
+    emulator.inject_fault("token", kind="slow", delay=2, count=1)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = worker_env(fleet, shared_clock)
+    with celery_workers(1, env, concurrency=1, queue=queue) as workers:
+        assert tasks.upstream_sweep() == 4
+        wait_until(
+            lambda: UpstreamConnection.objects.filter(pk__in=ids).exclude(lease_owner="").exists(),
+            what="the worker to take the first lease",
+        )
+        workers[0].terminate()
+        assert workers[0].wait(timeout=30) == 0
+    rows = UpstreamConnection.objects.filter(pk__in=ids)
+    assert sum(r.last_refresh_at >= since for r in rows) == 1  # the one in progress finished
+    assert not any(r.lease_owner for r in rows)
+    with celery_workers(1, env, concurrency=1, queue=queue):
+        wait_until(lambda: all_refreshed_since(members, since), what="the handed-back refreshes")
 
 
 def _hammer(members) -> list[str]:
