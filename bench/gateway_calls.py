@@ -12,11 +12,13 @@ checked (HTTP 200 and the method's answer).
         --database-url postgres://postgres@127.0.0.1:5432/bench
 
 "per core" is calls per CPU-second of the server process (with PostgreSQL, plus the CPU of
-every PostgreSQL process: the machine's other PostgreSQL users land there too); "x bare" is
-that divided by the figure of the bare server with the same uvicorn options, in the same
-round; "server process only" leaves PostgreSQL's CPU out (on a shared machine it counts other
-users' queries too). The uvicorn options are the image's (`--uvicorn`: `auto` picks uvloop
-and httptools when installed, as the Dockerfile does; `asyncio`: the pure-Python loop, h11).
+the benchmark database's backends and of PostgreSQL's background processes, WAL writer and
+checkpointer, which count in full though other databases' writes land there too; other
+databases' backends, e.g. a test run's, count as "other"); "x bare" is that divided by the
+figure of the bare server with the same uvicorn options, in the same round; "server process
+only" leaves PostgreSQL's CPU out. The uvicorn options are the image's (`--uvicorn`: `auto`
+picks uvloop and httptools when installed, as the Dockerfile does; `asyncio`: the pure-Python
+loop, h11).
 The load average printed with each row is the machine's 1-minute figure: other engineers'
 test runs share these 2 cores, so figures move by 10-20 % or more between runs; the ratios,
 measured side by side, move less.
@@ -40,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -197,7 +200,7 @@ def wrk(
         "bench": procstat.by_pids({os.getpid()}),
     }
     if server.db:
-        groups["db"] = procstat.by_comm("postgres")
+        groups["db"] = procstat.postgres_of(server.db)
     groups.update(also or {})
     cpu = procstat.cpu_by_group(before, after, groups)
     cpu["wrk"] = (reaped_after.ru_utime + reaped_after.ru_stime) - (
@@ -234,7 +237,7 @@ class Server:
     url: str
     token: str | None
     process: subprocess.Popen
-    db: bool
+    db: str  # the PostgreSQL database it uses ("" for none)
     cleanup: Callable[[], None] | None = None
 
     def stop(self) -> None:
@@ -262,7 +265,7 @@ def bare(workdir: Path, python: str, kind: str) -> Server:
     )
     url = f"http://127.0.0.1:{port}/mcp"
     wait_up(url, process)
-    return Server(f"bare mcp SDK ({kind})", url, None, process, db=False)
+    return Server(f"bare mcp SDK ({kind})", url, None, process, db="")
 
 
 # Goal 2's data: other tenants (each an echo connector and a member) and live tokens spread
@@ -400,7 +403,8 @@ def platform(
 
     client = OAuthClient.register(f"http://127.0.0.1:{port}")
     token = client.tokens(Browser(slug, "pw-bench-1"), url)["access_token"]
-    return Server(name, url, token, process, db=bool(database_url), cleanup=cleanup)
+    database = urlsplit(database_url).path.lstrip("/") if database_url else ""
+    return Server(name, url, token, process, db=database, cleanup=cleanup)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ time (the postmaster's cutime), so a group names parents, not every short-lived 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -107,3 +108,30 @@ def by_pids(pids: set[int]) -> Callable[[Proc], bool]:
 
 def by_comm(*prefixes: str) -> Callable[[Proc], bool]:
     return lambda proc: proc.comm.startswith(prefixes)
+
+
+# A client backend's title: "postgres: [cluster: ]user database host(port)|[local] activity".
+_CLIENT_BACKEND = re.compile(r"^\S+ (?P<database>\S+) (?:\[local\]|\S+\(\d+\))(?: |$)")
+
+
+def postgres_of(database: str) -> Callable[[Proc], bool]:
+    """PostgreSQL's work for ``database``: its client backends, and the server's own background
+    processes (WAL writer, checkpointer, background writer...), which every database shares and
+    which count here in full. Not the backends of other databases (on a shared machine, other
+    people's test runs), nor the postmaster, whose reaped children are connections that came
+    and went meanwhile: a benchmark's servers keep theirs open."""
+
+    def accepts(proc: Proc) -> bool:
+        if proc.comm != "postgres":
+            return False
+        try:
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return False
+        if not title.startswith("postgres: "):
+            return False  # the postmaster (its command line, not a title)
+        client = _CLIENT_BACKEND.match(title.rsplit(": ", 1)[-1])
+        return client is None or client["database"] == database
+
+    return accepts

@@ -203,7 +203,7 @@ def main() -> None:
                         emulator.url + path,
                         issued["access_token"],
                         emulator.process,
-                        db=False,
+                        db="",
                     )
                     anchor_script = wrk_script(
                         workdir,
