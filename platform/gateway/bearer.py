@@ -273,7 +273,10 @@ def _numbered(sql: str) -> str:
 
 def _loop_postgres_connection():
     """(In a worker thread.) A connection as Django opens its own (parameters, adapters, time
-    zone and role), but outside the pool, in autocommit, for gateway.loop_statement."""
+    zone and role), but outside the pool, in autocommit, for gateway.loop_statement, which
+    reads rows in binary: jsonb comes as its text, as Django's own connections load it (the
+    JSONField's converter parses it); the other columns' binary loaders give what Django's
+    text loaders give (timestamptz: an aware datetime in the session's time zone, UTC)."""
     import psycopg
 
     params = connection.get_connection_params()
@@ -282,7 +285,27 @@ def _loop_postgres_connection():
     conn = psycopg.connect(**params)
     try:
         connection._configure_connection(conn)
+        conn.adapters.register_loader("jsonb", _jsonb_binary_text_loader())
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+@functools.cache
+def _jsonb_binary_text_loader():
+    import psycopg
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
+
+    class JsonbBinaryTextLoader(Loader):
+        """jsonb in binary (a version byte, then the JSON text) as text."""
+
+        format = Format.BINARY
+
+        def load(self, data) -> str:
+            if data[:1] != b"\x01":
+                raise psycopg.DataError("unknown jsonb binary format")
+            return str(data[1:], "utf-8")
+
+    return JsonbBinaryTextLoader

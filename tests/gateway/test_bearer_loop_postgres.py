@@ -140,6 +140,31 @@ def test_checks_are_sent_from_the_loop_and_a_revocation_bites_at_once(token, no_
     assert no_pool == [], "a check took a pooled connection"
 
 
+def test_the_loop_reads_rows_in_binary_and_loads_them_as_django_does(token, acme):
+    """Binary rows cost PostgreSQL no text rendering and this process no parse (integers,
+    booleans, the expiry time); jsonb comes as its text, for the JSONField's converter."""
+    from tenants.models import Connector
+
+    policy = {"roles": {"member": {"deny": ["wipe", 'é \u2028 "q"']}}, "n": [1, 2.5, None]}
+    Connector.objects.filter(pk=acme["connector"].pk).update(tool_policy=policy)
+    expected = bearer_check("acme", "echo", token)
+    checks = _Checks()
+
+    async def run():
+        try:
+            assert await checks.open()
+            answer = await checks("acme", "echo", token)
+            return answer, checks._postgres._transformer.pgresult
+        finally:
+            checks.close()
+
+    answer, result = asyncio.run(run())
+    assert [result.fformat(i) for i in range(result.nfields)] == [1] * result.nfields
+    assert answer == expected and answer.tool_policy == policy
+    assert answer.token_expires.tzinfo == expected.token_expires.tzinfo
+    assert checks.in_thread == 0
+
+
 def test_the_loops_connection_holds_no_transaction_between_checks(token):
     checks = _Checks()
 
