@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.db.backends.utils import CursorWrapper
 
-WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COPY")
 _counts: Counter[str] = Counter()
 _lock = threading.Lock()
 _original = CursorWrapper._execute_with_wrappers
@@ -32,8 +32,8 @@ def _counting(self, sql, params, many, executor):
     verb = words[0].upper() if words else ""
     with _lock:
         _counts["statements"] += 1
-        if verb in WRITES:
-            _counts[" ".join(words[:3])] += 1
+        if verb in WRITES:  # "INSERT INTO table", "UPDATE table SET", "COPY table"
+            _counts[" ".join(words[: 2 if verb == "COPY" else 3])] += 1
     return _original(self, sql, params, many, executor)
 
 

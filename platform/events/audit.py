@@ -17,9 +17,12 @@ import hmac
 import io
 import json
 import logging
+import operator
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -134,6 +137,16 @@ class _Insert:
     head: str  # INSERT INTO ... (columns)
     returning: str
 
+    def values(self, records: list[AuditRecord]) -> Iterator[list]:
+        """Each record's values, in ``fields``' order, as the driver takes them."""
+        get = operator.attrgetter(*(f.attname for f in self.fields))  # one C call a record
+        adapted = [(i, adapt) for i, adapt in enumerate(self.adapters) if adapt is not None]
+        for record in records:
+            row = list(get(record))
+            for i, adapt in adapted:
+                row[i] = adapt(row[i])
+            yield row
+
 
 @functools.cache
 def _insert_of(vendor: str) -> _Insert:
@@ -165,35 +178,59 @@ def _json_adapted(ops, encoder, value):
 
 
 @functools.cache
-def _statement(vendor: str, rows: int) -> str:
-    """The INSERT of ``rows`` records: on PostgreSQL one array per column (UNNEST, as
-    ``bulk_create`` does it: planned once, whatever the number of rows), sent in binary
-    (``%b``: no quoting of every element); elsewhere a VALUES list."""
-    insert = _insert_of(vendor)
-    if vendor == "postgresql":
-        arrays = ", ".join(f"(%b)::{f.db_type(connection).split('(')[0]}[]" for f in insert.fields)
-        return f"{insert.head} SELECT * FROM UNNEST({arrays}){insert.returning}"
+def _statement(rows: int) -> str:
+    """The INSERT of ``rows`` records as a VALUES list (not PostgreSQL: ``_copy_of``)."""
+    insert = _insert_of(connection.vendor)
     row = "(" + ", ".join(["%s"] * len(insert.fields)) + ")"
     return f"{insert.head} VALUES {', '.join([row] * rows)}{insert.returning}"
 
 
-# Records per statement. The flush thread holds the interpreter while it builds a statement's
-# values, so requests wait meanwhile, and lets go while the database runs it: at about 20 us a
-# record, 50 keep that wait near a millisecond (all 500 of a batch at once: the p99 of a
-# tools/call at one connection, bench/gateway_calls.py).
+@dataclass(frozen=True)
+class _Copy:
+    ids: str  # the next ids of the table's sequence: SELECT nextval(...) FROM generate_series
+    copy: str  # COPY table (pk, columns) FROM STDIN (FORMAT BINARY)
+    types: tuple[str, ...]  # each column's type, the primary key's first: binary COPY casts none
+
+
+@functools.cache
+def _copy_of(vendor: str) -> _Copy:
+    """PostgreSQL's COPY of audit records, built once per process.
+
+    An ``INSERT ... SELECT * FROM UNNEST(arrays)`` cost this process 10-12 us of CPU per record,
+    most of it psycopg dumping every array element in Python; a binary COPY formats each row in
+    psycopg's C code: 4-5 us, the server's work the same (bench/gateway_calls.py: one audit
+    record per tools/call). COPY cannot return the ids, so they are taken from the table's
+    sequence first, as the INSERT would take them."""
+    q = connection.ops.quote_name
+    pk = AuditRecord._meta.pk
+    table = q(AuditRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, pk.column])
+        (sequence,) = cursor.fetchone()
+    fields = (pk, *_insert_of(vendor).fields)
+    sequence = sequence.replace("'", "''")
+    return _Copy(
+        ids=f"SELECT nextval('{sequence}'::regclass) FROM generate_series(1, %s)",
+        copy=f"COPY {table} ({', '.join(q(f.column) for f in fields)}) FROM STDIN (FORMAT BINARY)",
+        types=tuple(f.db_type(connection).split("(")[0] for f in fields),
+    )
+
+
+# The flush thread holds the interpreter while it builds records' values, so requests wait
+# meanwhile: it lets go after every STATEMENT_ROWS records (on SQLite, one INSERT each, while
+# the database runs it). All 500 of a batch at once, at 20 us a record, made the p99 of a
+# tools/call at one connection (bench/gateway_calls.py).
 STATEMENT_ROWS = 50
 
 
-def _statement_rows(records: int, size: int, vendor: str) -> list[int]:
-    """The records each statement of one insert takes: ``size`` at a time, and on SQLite the
-    rest in powers of two (37: 32, 4, 1). There a statement's text changes with its number of
-    rows, and each connection compiles and keeps every text it ran (Python's statement cache):
-    one for each rest from 1 to 49 was up to 1.9 MB per worker thread's connection, more with
-    every new length a flush happened to have (bench/web_memory.py). PostgreSQL's statement
-    is one for any number of rows."""
+def _statement_rows(records: int, size: int) -> list[int]:
+    """The records each INSERT of one flush takes (not PostgreSQL, which copies them all at
+    once): ``size`` at a time, and the rest in powers of two (37: 32, 4, 1). A statement's text
+    changes with its number of rows, and each connection compiles and keeps every text it ran
+    (Python's statement cache): one for each rest from 1 to 49 was up to 1.9 MB per worker
+    thread's SQLite connection, more with every new length a flush happened to have
+    (bench/web_memory.py)."""
     full, rest = divmod(records, size)
-    if vendor == "postgresql":
-        return [size] * full + ([rest] if rest else [])
     return [size] * full + [
         1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1
     ]
@@ -204,34 +241,42 @@ def audit_insert(records: list[AuditRecord]) -> None:
     if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35
         AuditRecord.objects.bulk_create(records)
         return
-    vendor = connection.vendor
-    insert = _insert_of(vendor)
-    size = min(STATEMENT_ROWS, connection.ops.bulk_batch_size(insert.fields, records))
-    ids = []
-    start = 0
+    insert = _insert_of(connection.vendor)
     with transaction.atomic(savepoint=False), server_bound_cursor() as cursor:
-        for count in _statement_rows(len(records), size, vendor):
-            rows = [
-                [
-                    value if adapt is None else adapt(value)
-                    for value, adapt in zip(
-                        [getattr(record, f.attname) for f in insert.fields],
-                        insert.adapters,
-                        strict=True,
-                    )
-                ]
-                for record in records[start : start + count]
-            ]
-            start += count
-            if vendor == "postgresql":
-                params = [list(column) for column in zip(*rows, strict=True)]
-                cursor.execute(_statement(vendor, 0), params)
-            else:
-                params = [value for row in rows for value in row]
-                cursor.execute(_statement(vendor, len(rows)), params)
-            ids.extend(pk for (pk,) in cursor.fetchall())
+        if connection.vendor == "postgresql":
+            ids = _copy_records(cursor, _copy_of("postgresql"), records, insert.values)
+        else:
+            ids, start = [], 0
+            size = min(STATEMENT_ROWS, connection.ops.bulk_batch_size(insert.fields, records))
+            for count in _statement_rows(len(records), size):
+                rows = list(insert.values(records[start : start + count]))
+                start += count
+                cursor.execute(_statement(len(rows)), [v for row in rows for v in row])
+                ids.extend(pk for (pk,) in cursor.fetchall())
     for record, pk in zip(records, ids, strict=True):
         db_mark_saved(record, pk, using=connection.alias)
+
+
+def _copy_records(cursor, copy: _Copy, records: list[AuditRecord], values) -> list[int]:
+    """COPY ``records`` (their ids first taken from the sequence) through ``cursor``, Django's
+    wrapper of a psycopg cursor: through its execute wrappers and query log, as an execute."""
+    cursor.execute(copy.ids, [len(records)])
+    ids = [pk for (pk,) in cursor.fetchall()]
+
+    def run(sql, params, many, context):
+        with context["connection"].wrap_database_errors, cursor.cursor.copy(sql) as writer:
+            writer.set_types(copy.types)
+            for start in range(0, len(records), STATEMENT_ROWS):
+                batch = records[start : start + STATEMENT_ROWS]
+                for pk, row in zip(ids[start : start + STATEMENT_ROWS], values(batch), strict=True):
+                    row.insert(0, pk)
+                    writer.write_row(row)
+                time.sleep(0)  # let a request waiting for the interpreter have it
+
+    logged = cursor.debug_sql(copy.copy) if hasattr(cursor, "debug_sql") else nullcontext()
+    with logged:
+        cursor._execute_with_wrappers(copy.copy, None, False, run)
+    return ids
 
 
 def audit_record_data(record: AuditRecord) -> dict[str, Any]:

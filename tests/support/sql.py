@@ -17,7 +17,7 @@ from django.db.backends.utils import CursorWrapper
 
 from gateway.bearer import BearerChecks
 
-WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COPY")  # COPY: the audit flush's
 
 
 @contextlib.contextmanager
