@@ -73,6 +73,63 @@ def audit_arguments(
     return "digest", {"keys": keys, "sha256": hashlib.sha256(canonical.encode()).hexdigest()}
 
 
+# AuditRecord's columns in the model's order: audit_record_new builds a record by position.
+_RECORD_FIELDS = (
+    "id",
+    "created",
+    "tenant_id",
+    "connector_id",
+    "user_id",
+    "username",
+    "client_id",
+    "tool",
+    "outcome",
+    "latency_ms",
+    "upstream_request_id",
+    "arguments_kept",
+    "arguments",
+    "error",
+)
+if tuple(f.attname for f in AuditRecord._meta.concrete_fields) != _RECORD_FIELDS:
+    raise AssertionError("AuditRecord's fields changed: update events.audit.audit_record_new")
+
+
+def audit_record_new(
+    *,
+    created: datetime,
+    tenant_id: int,
+    connector_id: int,
+    user_id: int | None,
+    username: str,
+    client_id: str,
+    tool: str,
+    outcome: str,
+    latency_ms: int,
+    upstream_request_id: str,
+    arguments_kept: str,
+    arguments: Any,
+    error: str,
+) -> AuditRecord:
+    """A new record, as ``AuditRecord(**fields)`` makes it, but by position: Django's model
+    init by keyword cost 5.7 us of every tools/call, by position 2.8."""
+    return AuditRecord(
+        None,
+        created,
+        tenant_id,
+        connector_id,
+        user_id,
+        username,
+        client_id,
+        tool,
+        outcome,
+        latency_ms,
+        upstream_request_id,
+        arguments_kept,
+        arguments,
+        error,
+    )
+
+
 class AuditBuffer:
     """This process's audit records not yet written, oldest first (thread-safe)."""
 

@@ -38,6 +38,7 @@ from events.audit import (
     audit_buffer,
     audit_otel_emit,
     audit_otel_logger,
+    audit_record_new,
     audit_webhook_send,
 )
 from events.metrics import metrics_tool_call
@@ -323,7 +324,7 @@ class Gateway:
             outcome=outcome,
             seconds=latency,
         )
-        record = AuditRecord(
+        record = audit_record_new(
             created=timezone.now() - timedelta(seconds=latency),
             tenant_id=check.tenant_id,
             connector_id=check.connector_id,
