@@ -310,8 +310,9 @@ def audit_insert(records: list[AuditRecord]) -> None:
                 start += count
                 cursor.execute(_statement(len(rows)), [v for row in rows for v in row])
                 ids.extend(pk for (pk,) in cursor.fetchall())
+    alias = connection.alias  # a look-up through the connection proxy: once, not per record
     for record, pk in zip(records, ids, strict=True):
-        db_mark_saved(record, pk, using=connection.alias)
+        db_mark_saved(record, pk, using=alias)
 
 
 def _copy_records(cursor, copy: _Copy, records: list[AuditRecord], values) -> list[int]:
