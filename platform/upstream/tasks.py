@@ -46,10 +46,7 @@ def upstream_refresh(self, connection_id: int, force: bool = False) -> None:
     except UpstreamReauthRequired:
         return  # the service marked it needs_reauth and told the admins; nothing to retry
     except UpstreamUnavailable as exc:
-        if self.request.retries >= settings.UPSTREAM_RETRY_MAX:
-            log.warning(
-                "giving up on refresh until the next sweep", extra={"connection_id": connection_id}
-            )
+        if _gave_up(connection_id, attempt=self.request.retries):
             return
         raise self.retry(
             exc=exc, countdown=retry_delay(self.request.retries, exc.retry_after)
@@ -75,11 +72,7 @@ def upstream_refresh_batch(self, connection_ids: list[int], force: bool = False)
         except (UpstreamConnection.DoesNotExist, UpstreamReauthRequired):
             continue
         except UpstreamUnavailable as exc:
-            if settings.UPSTREAM_RETRY_MAX < 1:
-                log.warning(
-                    "giving up on refresh until the next sweep",
-                    extra={"connection_id": connection_id},
-                )
+            if _gave_up(connection_id, attempt=0):
                 continue
             upstream_refresh.apply_async(
                 (connection_id,),
@@ -92,6 +85,14 @@ def upstream_refresh_batch(self, connection_ids: list[int], force: bool = False)
             # A bug in one refresh (the service gave its lease back) must not cost the rest
             # of the batch theirs; the sweep finds this one again.
             log.exception("refresh failed", extra={"connection_id": connection_id})
+
+
+def _gave_up(connection_id: int, *, attempt: int) -> bool:
+    """After ``attempt`` retries a transient failure is left to the next sweep (logged)."""
+    if attempt < settings.UPSTREAM_RETRY_MAX:
+        return False
+    log.warning("giving up on refresh until the next sweep", extra={"connection_id": connection_id})
+    return True
 
 
 def _same_queue(request) -> dict:
