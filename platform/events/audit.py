@@ -14,6 +14,7 @@ import csv
 import functools
 import hashlib
 import hmac
+import inspect
 import io
 import json
 import logging
@@ -73,27 +74,6 @@ def audit_arguments(
     return "digest", {"keys": keys, "sha256": hashlib.sha256(canonical.encode()).hexdigest()}
 
 
-# AuditRecord's columns in the model's order: audit_record_new builds a record by position.
-_RECORD_FIELDS = (
-    "id",
-    "created",
-    "tenant_id",
-    "connector_id",
-    "user_id",
-    "username",
-    "client_id",
-    "tool",
-    "outcome",
-    "latency_ms",
-    "upstream_request_id",
-    "arguments_kept",
-    "arguments",
-    "error",
-)
-if tuple(f.attname for f in AuditRecord._meta.concrete_fields) != _RECORD_FIELDS:
-    raise AssertionError("AuditRecord's fields changed: update events.audit.audit_record_new")
-
-
 def audit_record_new(
     *,
     created: datetime,
@@ -128,6 +108,14 @@ def audit_record_new(
         arguments,
         error,
     )
+
+
+# audit_record_new passes its arguments by position: they must stand in the model's order.
+if [f.attname for f in AuditRecord._meta.concrete_fields] != [
+    "id",
+    *inspect.signature(audit_record_new).parameters,
+]:
+    raise AssertionError("AuditRecord's fields changed: update events.audit.audit_record_new")
 
 
 class AuditBuffer:
