@@ -8,11 +8,12 @@ django.contrib.postgres; drf_spectacular's schema machinery (and with it DRF's t
 django.test and unittest) for the API's OpenAPI document (issue 17, goal 6: bench/web_memory.py)."""
 
 import ast
-import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.support.processes import embedded_process_env
 
 WATCHED = (
     "redis",
@@ -47,13 +48,7 @@ def test_the_web_app_loads_redis_only_when_configured_and_no_sso_or_tracing_libr
         "print(sorted(m for m, module in list(sys.modules.items())\n"
         "             if m in WATCHED and module is not None))\n"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL")
-        and not k.startswith("OTEL_EXPORTER_OTLP")
-    }
-    env |= {"VAR_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = embedded_process_env(tmp_path)
     if redis_url:
         env["CACHE_REDIS_URL"] = redis_url
     out = subprocess.run(
@@ -95,12 +90,7 @@ def test_the_web_app_with_every_view_loaded_imports_no_schema_machinery(tmp_path
         "import oauth2_provider.oauth2_validators\n"
         "print(sorted(m for m in WATCHED if m in sys.modules))\n"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL")
-    }
-    env |= {"VAR_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = embedded_process_env(tmp_path)
     out = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", script],
         env=env,

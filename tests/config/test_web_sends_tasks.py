@@ -2,9 +2,10 @@
 reconnect notice after an inline refresh found the grant dead), not through Celery's default
 app, which knows no broker of ours."""
 
-import os
 import subprocess
 import sys
+
+from tests.support.processes import embedded_process_env
 
 
 def test_a_task_sent_by_the_web_process_reaches_the_configured_broker(tmp_path):
@@ -15,12 +16,7 @@ def test_a_task_sent_by_the_web_process_reaches_the_configured_broker(tmp_path):
         "from upstream.tasks import upstream_notify_reauth\n"
         "upstream_notify_reauth.delay(1)\n"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL")
-    }
-    env |= {"VAR_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = embedded_process_env(tmp_path)
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
     queued = [p.name for p in (tmp_path / "broker").iterdir() if p.name.endswith(".celery.msg")]
     assert len(queued) == 1
