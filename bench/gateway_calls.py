@@ -299,25 +299,35 @@ for start in range(0, K, 5000):
 
 
 def gateway(
-    workdir: Path, python: str, kind: str, database_url: str, scale: tuple[int, int] | None = None
+    workdir: Path,
+    python: str,
+    kind: str,
+    database_url: str,
+    scale: tuple[int, int] | None = None,
+    root: Path = ROOT,
 ) -> Server:
     """The platform, with a member's real token for the echo connector; with ``scale``
-    (tenants, tokens), on a database that holds that many more."""
+    (tenants, tokens), on a database that holds that many more; from the checkout ``root``
+    (another one: the code before a change, run side by side)."""
     name = f"gateway, {'PostgreSQL' if database_url else 'SQLite'} ({kind})"
     if scale:
         name += f", {scale[0]:,} tenants, {scale[1]:,} tokens"
+    before = root != ROOT
+    if before:
+        name += f", {root.name}"
     return platform(
         workdir,
         python,
         kind,
         database_url,
         name=name,
-        slug=f"gw{os.getpid()}{kind[:2]}",
+        slug=f"gw{os.getpid()}{kind[:2]}{'b' if before else ''}",
         connector_kind="echo",
         connector_slug="echo",
         env_extra={"EXTRA_CONNECTOR_KINDS": "tests.support.kinds.echo_kind"},
         seed=SCALE % {"tenants": scale[0], "tokens": scale[1]} if scale else None,
         var_suffix="-scale" if scale else "",
+        root=root,
     )
 
 
@@ -336,6 +346,7 @@ def platform(
     prepare: str | None = None,
     var_suffix: str = "",
     app: str = "config.asgi:application",
+    root: Path = ROOT,
 ) -> Server:
     """The platform in one uvicorn process pinned to core 0: tenant ``slug`` with member
     ``slug`` and a ``connector_kind`` connector ``connector_slug``, and that member's real OAuth
@@ -348,17 +359,17 @@ def platform(
         "VAR_DIR": str(workdir / f"var-{port}{var_suffix}"),
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT), str(ROOT / "bench")]),
+        "PYTHONPATH": os.pathsep.join([str(root / "platform"), str(root), str(root / "bench")]),
     }
     for variable in ("REDIS_URL", "CACHE_REDIS_URL", "DATABASE_URL"):
         env.pop(variable, None)
     env.update(env_extra or {})
     if database_url:
         env["DATABASE_URL"] = database_url
-    manage = [python, str(ROOT / "manage.py")]
+    manage = [python, str(root / "manage.py")]
 
     def run(*command: str) -> None:
-        subprocess.run([*manage, *command], env=env, check=True, cwd=ROOT, capture_output=True)
+        subprocess.run([*manage, *command], env=env, check=True, cwd=root, capture_output=True)
 
     def cleanup() -> None:
         if database_url:  # leave the shared database as it was
@@ -391,7 +402,7 @@ def platform(
     process = subprocess.Popen(
         pinned(0, [*command, *uvicorn_options(kind)]),
         env=env,
-        cwd=ROOT,
+        cwd=root,
         stderr=(workdir / f"platform-{port}.log").open("w"),  # ends with wrk's cut-off requests
     )
     url = f"http://127.0.0.1:{port}/t/{slug}/{connector_slug}/mcp"
@@ -431,6 +442,13 @@ def main() -> None:
         default=["auto"],
         help="uvicorn's loop and HTTP parser (several: each server once per choice)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="run every row this many times")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also each gateway from this other checkout (e.g. a worktree of main before a "
+        "change; its own virtualenv's packages are this one's), rows interleaved",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
@@ -445,10 +463,18 @@ def main() -> None:
     try:
         for kind in args.uvicorn:
             servers.append(bare(workdir, python, kind))
+            for root in [args.before.resolve()] if args.before else []:
+                servers.append(gateway(workdir, python, kind, "", root=root))
             servers.append(gateway(workdir, python, kind, ""))
             if args.scale:
                 servers.append(gateway(workdir, python, kind, "", scale=tuple(args.scale)))
             if args.database_url:
+                if args.before:
+                    servers.append(
+                        gateway(
+                            workdir, python, kind, args.database_url, root=args.before.resolve()
+                        )
+                    )
                 servers.append(gateway(workdir, python, kind, args.database_url))
         print(
             f"{os.cpu_count()} cores; each server one uvicorn process pinned to core 0, wrk "
@@ -469,7 +495,7 @@ def main() -> None:
             for server in servers:
                 check_one(server.url, server.token, *METHODS[method])
                 wrk(server, 2, max(args.connections), scripts[method])  # warm up
-            for connections in args.connections:
+            for connections in [c for _ in range(args.rounds) for c in args.connections]:
                 anchor = None
                 for server in servers:
                     r = wrk(server, args.seconds, connections, scripts[method])
