@@ -426,9 +426,12 @@ def _failure_cause(context: ToolContext | None, observed) -> dict:
 def _tool_context(check: BearerCheck, tenant: str, connector: str) -> ToolContext:
     """What the kind's tools see of this request (connectors.base.ToolContext)."""
     kind = get_kind(check.connector_kind)
-    connector_settings = check.connector_settings or {}
+    stored = check.connector_settings or {}
+    # A copy: on PostgreSQL the check is an answer the gateway keeps for the next requests.
     if kind.settings_schema.has_secrets:
-        connector_settings = kind.settings_schema.opened(connector_settings, crypto.decrypt)
+        connector_settings = kind.settings_schema.opened(stored, crypto.decrypt)
+    else:
+        connector_settings = dict(stored)
     upstream = None
     if kind.upstream is not None:
         upstream = ConnectionHandle(

@@ -5,9 +5,14 @@ client, its user and the membership), built once per process from the models' ta
 names; each request only runs it with its own three parameters (prepared, on PostgreSQL's
 pooled connections and on the gateway's own connection, gateway.loop_statement). Building the
 same lookup with the ORM (nine subqueries) cost more CPU than the rest of the gateway together.
-Nothing is cached but the SQL text (and PostgreSQL's plan): every request reads the token, its
-audience, the user, the membership and the connector anew, so a revocation, a disconnect, a
-removed member or a disabled connector bites on the very next request, in every process.
+
+A revocation, a disconnect, a removed member or a disabled connector bites on the very next
+request, in every process. On SQLite every request reads the token, its audience, the user,
+the membership and the connector anew. On PostgreSQL the gateway's own connection keeps the
+answers it read with the bearer checks' generation read in the same statement (a row that
+every transaction changing an answer changes, by triggers: gateway/migrations/0001), and while
+that generation has not moved a request only reads it: one row of one table instead of the
+seven-table join, whose set-up was most of PostgreSQL's cost per call (bench/RESULTS.md).
 """
 
 import dataclasses
@@ -146,6 +151,14 @@ def _params(tenant_slug: str, connector_slug: str, token: str | None) -> list[st
     return [checksum, tenant_slug, connector_slug]
 
 
+# The generation's table and statement (gateway/migrations/0001_bearer_generation.py).
+GENERATION_TABLE = "gateway_bearer_generation"
+_GENERATION = f'SELECT generation FROM "{GENERATION_TABLE}"'
+_CHECK_NAME = b"gateway_bearer_check"
+_GENERATION_NAME = b"gateway_bearer_generation"
+KEPT_MAX = 1024  # answers the gateway's own PostgreSQL connection keeps (oldest go first)
+
+
 def _check_of(compiled: _Compiled, row) -> BearerCheck | None:
     if row is None:
         return None
@@ -167,7 +180,9 @@ class BearerChecks:
 
     On PostgreSQL (with the pool) the loop sends the statement on a connection of its own,
     outside the pool, and awaits the answer as any other I/O (gateway.loop_statement): the loop
-    never waits for PostgreSQL, and the check never takes a pooled connection. Until that
+    never waits for PostgreSQL, and the check never takes a pooled connection. It keeps up to
+    ``KEPT_MAX`` complete answers it read there, each with the generation it was read at, and
+    for a token it keeps only asks for the generation (``_loop_postgres_check``). Until that
     connection is open, and whenever it fails (the server ended the session), checks go to a
     worker thread and a pooled connection, which answer them. Without the pool (DB_POOL_SIZE=0,
     e.g. behind PgBouncer in transaction mode, where a session's prepared statements and
@@ -177,8 +192,10 @@ class BearerChecks:
     def __init__(self) -> None:
         self._in_thread = db_sync_to_async(bearer_check)
         self._sqlite = None
-        self._postgres = None  # gateway.loop_statement.LoopStatement, on PostgreSQL
+        self._postgres = None  # gateway.loop_statement.LoopStatements, on PostgreSQL
         self._where: str | None = None  # _where_checks(), once
+        # On PostgreSQL: (checksum, tenant slug, connector slug) -> (session, generation, answer)
+        self._kept: dict[tuple[str, ...], tuple[int, int, BearerCheck]] = {}
 
     async def __call__(
         self, tenant_slug: str, connector_slug: str, token: str | None
@@ -195,11 +212,10 @@ class BearerChecks:
             else:
                 return _check_of(compiled, rows[0] if rows else None)
         elif vendor == "postgresql":
-            compiled = _compiled("postgresql")
             params = _params(tenant_slug, connector_slug, token)
-            rows = await self._loop_postgres_rows(compiled, params)
-            if rows is not None:
-                return _check_of(compiled, rows[0] if rows else None)
+            check = await self._loop_postgres_check(params)
+            if check is not False:
+                return check
         return await self._in_thread(tenant_slug, connector_slug, token)
 
     def _where_checks(self) -> str:
@@ -231,18 +247,53 @@ class BearerChecks:
                     self._sqlite.execute(command)
         return self._sqlite
 
-    async def _loop_postgres_rows(self, compiled: _Compiled, params: list[str]) -> list | None:
-        """The statement's rows, sent from the loop on its own PostgreSQL connection; None when
-        that connection cannot run it now."""
-        return await self._loop_postgres(compiled).rows(params)
+    async def _loop_postgres_check(self, params: list[str]) -> BearerCheck | None | bool:
+        """The check, sent from the loop on its own PostgreSQL connection; False when that
+        connection cannot answer now.
 
-    def _loop_postgres(self, compiled: _Compiled):
+        An answer kept from this session whose generation is still the current one is the
+        answer the check would read now: every commit that changes an answer changes the
+        generation, and both were read in one statement (one snapshot). Only complete answers
+        are kept (token, audience, user and membership all found: no new row can join them)."""
+        statements = self._loop_postgres()
+        key = tuple(params)
+        if (kept := self._kept.get(key)) is not None:
+            rows = await self._loop_postgres_rows(_GENERATION_NAME, ())
+            if rows is None:
+                return False
+            if kept[0] == statements.sessions and rows and rows[0][0] == kept[1]:
+                return kept[2]
+        rows = await self._loop_postgres_rows(_CHECK_NAME, params)
+        if rows is None:
+            return False
+        if not rows:
+            self._kept.pop(key, None)
+            return None
+        generation, *row = rows[0]
+        check = _check_of(_compiled("postgresql"), row)
+        if generation is None or None in (
+            check.token_id,
+            check.token_connector_id,
+            check.token_user_id,
+            check.member_role,
+        ):
+            self._kept.pop(key, None)
+        else:
+            if key not in self._kept and len(self._kept) >= KEPT_MAX:
+                del self._kept[next(iter(self._kept))]
+            self._kept[key] = (statements.sessions, generation, check)
+        return check
+
+    async def _loop_postgres_rows(self, name: bytes, params) -> list | None:
+        """The rows of the statement ``name`` (``loop_postgres_statements``), sent from the
+        loop on its own PostgreSQL connection; None when that connection cannot run it now."""
+        return await self._loop_postgres().rows(name, params)
+
+    def _loop_postgres(self):
         if self._postgres is None:
-            from gateway.loop_statement import LoopStatement  # psycopg: never loaded on SQLite
+            from gateway.loop_statement import LoopStatements  # psycopg: never loaded on SQLite
 
-            self._postgres = LoopStatement(
-                _numbered(compiled.sql), _loop_postgres_connection, name=b"gateway_bearer_check"
-            )
+            self._postgres = LoopStatements(loop_postgres_statements(), _loop_postgres_connection)
         return self._postgres
 
     async def open(self) -> bool:
@@ -250,7 +301,7 @@ class BearerChecks:
         starts this, without waiting for it); whether it is open (never on SQLite or without
         the pool)."""
         if self._where_checks() == "postgresql":
-            return await self._loop_postgres(_compiled("postgresql")).open()
+            return await self._loop_postgres().open()
         return False
 
     def _close_sqlite(self) -> None:
@@ -263,6 +314,17 @@ class BearerChecks:
         self._close_sqlite()
         if self._postgres is not None:
             self._postgres.close()
+
+
+@functools.cache
+def loop_postgres_statements() -> dict[bytes, str]:
+    """The statements prepared on the gateway's own PostgreSQL connection, by name."""
+    check = _numbered(_compiled("postgresql").sql)
+    return {
+        # The generation first, read in the same snapshot as the answer.
+        _CHECK_NAME: check.replace("SELECT ", f"SELECT ({_GENERATION}), ", 1),
+        _GENERATION_NAME: _GENERATION,
+    }
 
 
 def _numbered(sql: str) -> str:

@@ -1,5 +1,5 @@
-"""One prepared statement, run from the event loop's thread on a PostgreSQL connection of the
-loop's own (the gateway's bearer check, gateway.bearer).
+"""Prepared statements, run from the event loop's thread on a PostgreSQL connection of the
+loop's own (the gateway's bearer check and its generation, gateway.bearer).
 
 Handing each check to a worker thread, which checks a connection out of Django's pool, wraps
 it in Django's cursor and hands it back, cost more CPU than the statement itself
@@ -13,11 +13,11 @@ The connection:
   takes a pooled connection, so it cannot run the pool dry for the tools' own work; it is
   opened in a worker thread (connecting can wait), with Django's parameters, adapters and
   session settings (time zone, role: ``connect``);
-- is in autocommit and runs this one SELECT only: it holds no snapshot and no lock between
+- is in autocommit and runs these SELECTs only: it holds no snapshot and no lock between
   statements, and each statement sees every commit made before it started;
-- has the statement prepared once (PostgreSQL plans the join once per connection), and runs
-  it in libpq's pipeline mode: several statements in flight at once, each with a sync point of
-  its own (an error in one never aborts another), answers in the order sent;
+- has the statements prepared once (PostgreSQL plans the join once per connection), and runs
+  them in libpq's pipeline mode: several statements in flight at once, each with a sync point
+  of its own (an error in one never aborts another), answers in the order sent;
 - asks for the rows in binary: integers, booleans and times then cost neither the server a
   text rendering nor this process a parse (bench/gateway_calls.py: 3.6 -> 1.8 us to load the
   bearer check's row here); the connection's binary loaders must give what Django's text
@@ -47,20 +47,24 @@ _PIPELINE_SYNC = pq.ExecStatus.PIPELINE_SYNC
 _RETRY_SECONDS = 1.0  # between failed attempts to open the connection
 
 
-class LoopStatement:
-    """``await rows(params)``: the rows of one prepared statement (``$1``, ``$2``... as
-    placeholders), sent in binary and loaded by the connection's binary loaders, as psycopg's
-    cursor loads a binary cursor's rows; None when the connection cannot run it now (not open
-    yet, or it failed).
+class LoopStatements:
+    """``await rows(name, params)``: the rows of the prepared statement ``name`` (``$1``,
+    ``$2``... as placeholders), sent in binary and loaded by the connection's binary loaders, as
+    psycopg's cursor loads a binary cursor's rows; None when the connection cannot run it now
+    (not open yet, or it failed).
 
-    ``connect`` runs in a worker thread and returns an open psycopg connection in autocommit.
-    Use from one event loop at a time (a new loop starts over with a new connection).
+    ``statements`` maps each statement's name to its SQL. ``connect`` runs in a worker thread
+    and returns an open psycopg connection in autocommit. Use from one event loop at a time (a
+    new loop starts over with a new connection). ``sessions`` counts the connections opened:
+    whatever a caller learnt on one session, it can tell from what it learns on the next.
     """
 
-    def __init__(self, sql: str, connect: Callable[[], psycopg.Connection], name: bytes) -> None:
-        self._sql = sql.encode()
+    def __init__(
+        self, statements: dict[bytes, str], connect: Callable[[], psycopg.Connection]
+    ) -> None:
+        self._statements = {name: sql.encode() for name, sql in statements.items()}
         self._connect = connect
-        self._name = name
+        self.sessions = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: psycopg.Connection | None = None
         self._pgconn = None
@@ -76,7 +80,7 @@ class LoopStatement:
         """The server process of the open connection (None when there is none)."""
         return self._pgconn.backend_pid if self._pgconn is not None else None
 
-    async def rows(self, params: Sequence[str]) -> list[tuple] | None:
+    async def rows(self, name: bytes, params: Sequence[str]) -> list[tuple] | None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self.close()
@@ -86,9 +90,7 @@ class LoopStatement:
             self._open()
             return None
         try:
-            pgconn.send_query_prepared(
-                self._name, [p.encode() for p in params], result_format=_BINARY
-            )
+            pgconn.send_query_prepared(name, [p.encode() for p in params], result_format=_BINARY)
             pgconn.pipeline_sync()
             if pgconn.flush():  # the socket's buffer is full: send the rest when it can take it
                 loop.add_writer(self._fd, self._writable)
@@ -120,15 +122,16 @@ class LoopStatement:
         opening.add_done_callback(self._opened)
 
     def _connected(self) -> psycopg.Connection:
-        """(In a worker thread.) A connection with the statement prepared, in pipeline mode."""
+        """(In a worker thread.) A connection with the statements prepared, in pipeline mode."""
         conn = self._connect()
         try:
             pgconn = conn.pgconn
-            prepared = pgconn.prepare(self._name, self._sql)
-            if prepared.status != pq.ExecStatus.COMMAND_OK:
-                raise psycopg.OperationalError(
-                    prepared.get_error_message() or "the statement could not be prepared"
-                )
+            for name, sql in self._statements.items():
+                prepared = pgconn.prepare(name, sql)
+                if prepared.status != pq.ExecStatus.COMMAND_OK:
+                    raise psycopg.OperationalError(
+                        prepared.get_error_message() or "a statement could not be prepared"
+                    )
             pgconn.nonblocking = 1
             pgconn.enter_pipeline_mode()
         except BaseException:
@@ -149,6 +152,7 @@ class LoopStatement:
             logger.warning("The gateway's PostgreSQL connection could not be opened: %s", exc)
             return
         self._conn = opening.result()
+        self.sessions += 1
         self._pgconn = self._conn.pgconn
         self._fd = self._pgconn.socket
         self._transformer = Transformer(self._conn)

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from gateway.bearer import BearerChecks, bearer_check
+from gateway.bearer import GENERATION_TABLE, BearerChecks, bearer_check
 from tests.support.flow import OAuthClient, mcp_post, stored_access_token
 from tests.support.oauth import Browser
 
@@ -250,9 +250,10 @@ def test_a_locked_table_holds_up_the_check_but_not_the_loop(token, no_pool):
 
 
 def test_the_live_gateway_checks_from_the_loop(_live_app, token, acme):
-    """The live server's checks run on its own connection, opened at start-up: with the token
-    table locked, a request waits on that session (no other), /healthz still answers, and the
-    request is answered once the lock goes."""
+    """The live server's checks run on its own connection, opened at start-up: with the
+    tables the check reads locked (the generation's too: the token's answer is kept), a
+    request waits on that session (no other), /healthz still answers, and the request is
+    answered once the lock goes."""
     url = acme["connector"].url
     gateway_checks = _live_app._server.config.app.gateway._check
     deadline = time.monotonic() + 10
@@ -264,7 +265,9 @@ def test_the_live_gateway_checks_from_the_loop(_live_app, token, acme):
         time.sleep(0.05)
     with _admin() as admin:
         admin.execute("BEGIN")
-        admin.execute("LOCK TABLE oauth2_provider_accesstoken IN ACCESS EXCLUSIVE MODE")
+        admin.execute(
+            f"LOCK TABLE oauth2_provider_accesstoken, {GENERATION_TABLE} IN ACCESS EXCLUSIVE MODE"
+        )
         answer = {}
         waiting = threading.Thread(target=lambda: answer.update(r=mcp_post(url, token, ECHO)))
         waiting.start()

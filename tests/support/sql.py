@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from django.db.backends.utils import CursorWrapper
 
-from gateway.bearer import BearerChecks
+from gateway.bearer import BearerChecks, loop_postgres_statements
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COPY")  # COPY: the audit flush's
 
@@ -39,11 +39,11 @@ def all_sql() -> Iterator[list[str]]:
             statements.append(compiled.sql)
         return original_loop(self, compiled, params)
 
-    async def recording_loop_postgres(self, compiled, params):
-        rows = await original_loop_postgres(self, compiled, params)
+    async def recording_loop_postgres(self, name, params):
+        rows = await original_loop_postgres(self, name, params)
         if rows is not None:  # else Django's cursor runs it, and counts it
             with lock:
-                statements.append(compiled.sql)
+                statements.append(loop_postgres_statements()[name])
         return rows
 
     CursorWrapper._execute_with_wrappers = recording
