@@ -10,10 +10,14 @@ functions and runs the PRAGMAs on every connect): there each of the event loop's
 threads (at most ``min(32, cores + 4)``) keeps its connection, and closes it only when it is
 broken or left inside a transaction. A kept connection holds no lock between units of work, and
 sees every commit at its next statement.
+
+What the web process gathers in memory and writes in the background (the audit buffer, the call
+counts) goes through one thread of its own (``db_writer_executor``), not the shared ones.
 """
 
 import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -41,8 +45,11 @@ def db_connection_release() -> None:
         connection.close()
 
 
-def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """``sync_to_async(func, thread_sensitive=False)`` that releases its connection after."""
+def db_sync_to_async(
+    func: Callable[P, R], *, executor: Executor | None = None
+) -> Callable[P, Awaitable[R]]:
+    """``sync_to_async(func, thread_sensitive=False)`` that releases its connection after; in
+    ``executor``'s threads, or the event loop's shared worker threads."""
 
     @functools.wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -51,7 +58,22 @@ def db_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         finally:
             _release()
 
-    return sync_to_async(run, thread_sensitive=False)
+    return sync_to_async(run, thread_sensitive=False, executor=executor)
+
+
+@functools.cache
+def db_writer_executor() -> ThreadPoolExecutor:
+    """The one thread in which the web process writes what it gathers in memory: the audit
+    buffer (every few seconds under load, the process's heaviest database work) and the call
+    counts.
+
+    In the shared worker threads each thread in turn ran the flushes, and on SQLite each
+    thread's connection kept its own page cache of the audit table's newest pages and its own
+    compiled INSERTs (about 0.55 MB a thread, four threads under load), and the malloc arenas
+    they share kept growing with them for minutes (bench/web_memory.py). In one thread they
+    fill one connection's, once. The flushes also never wait behind a slow unit of work (an
+    inline upstream refresh) in the shared threads."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
 
 
 @functools.cache

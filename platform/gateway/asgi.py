@@ -17,7 +17,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from config import crypto
-from config.db import db_sync_to_async
+from config.db import db_sync_to_async, db_writer_executor
 from config.limits import slot_limiter
 from config.logging import request_id_from, request_id_var
 from connectors.base import (
@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z0-9-]+)/(?P<connector>[a-z0-9-]+)/mcp$")
 COUNTER_FLUSH_SECONDS = 60
 
-_audit_flush = db_sync_to_async(audit_buffer.flush)
+_audit_flush = db_sync_to_async(audit_buffer.flush, executor=db_writer_executor())
+_counts_flush = db_sync_to_async(call_counter.flush, executor=db_writer_executor())
 
 
 def resource_metadata_url(tenant: str, connector: str) -> str:
@@ -136,14 +137,14 @@ class Gateway:
                     yield
                 finally:
                     tg.cancel_scope.cancel()
-        await db_sync_to_async(call_counter.flush)()
+        await _counts_flush()
         await self._flush_audit()
         self._check.close()
 
     async def _flush_counts_forever(self) -> None:
         while True:
             await anyio.sleep(COUNTER_FLUSH_SECONDS)
-            await db_sync_to_async(call_counter.flush)()
+            await _counts_flush()
 
     async def _flush_audit_forever(self) -> None:
         """Write the audit buffer every AUDIT_FLUSH_SECONDS, or at once when a batch is full."""

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -159,6 +160,42 @@ def test_the_gateway_flushes_on_its_timer_and_at_shutdown(acme, settings):
         "at-shutdown",
         "on-timer",
     ]
+
+
+def test_the_gateway_writes_records_and_call_counts_in_one_thread_of_its_own(
+    acme, settings, monkeypatch
+):
+    """Every flush of the audit buffer and of the call counts runs in the process's one writer
+    thread (config.db.db_writer_executor), never in the event loop's shared worker threads: on
+    SQLite each of those would keep a page cache of the audit table's newest pages and the
+    flush's compiled statements of its own (bench/web_memory.py)."""
+    from events.services import call_counter
+    from gateway.asgi import Gateway
+
+    threads = []
+
+    def recorded(drain):
+        def drain_in_thread():
+            threads.append(threading.current_thread())
+            return drain()
+
+        return drain_in_thread
+
+    monkeypatch.setattr(audit_buffer, "drain", recorded(audit_buffer.drain))
+    monkeypatch.setattr(call_counter, "drain", recorded(call_counter.drain))
+    settings.AUDIT_FLUSH_SECONDS = 0.05
+    gateway = Gateway()
+
+    async def scenario():
+        async with gateway.lifespan():
+            with anyio.fail_after(5):
+                while len(threads) < 5:
+                    await anyio.sleep(0.02)
+
+    anyio.run(scenario)
+    assert len(threads) >= 7  # five timed flushes, then both at shutdown
+    assert len(set(threads)) == 1
+    assert threads[0].name.startswith("db-writer")
 
 
 def test_a_failed_flush_keeps_the_records_for_the_next_one(acme, monkeypatch):
