@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
 
+from config.deferred_imports import imports_defer
+
 
 def malloc_arenas_limit(arenas: int = 2) -> bool:
     """Limit glibc's malloc to ``arenas`` arenas, as MALLOC_ARENA_MAX does; True if it did.
@@ -32,6 +34,9 @@ def malloc_arenas_limit(arenas: int = 2) -> bool:
 
 
 malloc_arenas_limit()
+# requests and urllib3 (django-oauth-toolkit's) and PyYAML (DRF's) at their first use, not at
+# start (config.deferred_imports).
+imports_defer("requests", "urllib3", "yaml")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # DRF imports django.contrib.postgres's model fields, and with them psycopg (about 10 MB of

@@ -5,7 +5,8 @@ OpenTelemetry SDK and instrumentations for tracing to be configured, prometheus_
 metrics to be; Celery (and kombu) for the
 first task the process sends; on SQLite, psycopg is never loaded, not even by DRF through
 django.contrib.postgres; drf_spectacular's schema machinery (and with it DRF's test module,
-django.test and unittest) for the API's OpenAPI document (issue 17, goal 6: bench/web_memory.py)."""
+django.test and unittest) for the API's OpenAPI document; requests, urllib3 and PyYAML, which
+django-oauth-toolkit and DRF import, for their first use (issue 17, goal 6: bench/web_memory.py)."""
 
 import ast
 import subprocess
@@ -99,3 +100,45 @@ def test_the_web_app_with_every_view_loaded_imports_no_schema_machinery(tmp_path
         capture_output=True,
     ).stdout.decode()
     assert ast.literal_eval(out.strip().splitlines()[-1]) == []
+
+
+FIRST_USE_ONLY = ("requests.sessions", "urllib3.connectionpool", "yaml.loader")
+
+
+def test_the_web_app_loads_requests_urllib3_and_yaml_at_their_first_use(tmp_path):
+    """django-oauth-toolkit imports requests and urllib3, DRF PyYAML, when they load: in the web
+    process (every view loaded) they stay stand-ins until the code that uses them runs
+    (config.deferred_imports), and then work."""
+    script = (
+        f"import os, sys\nWATCHED = {FIRST_USE_ONLY!r}\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "import config.asgi\n"
+        "from config.asgi import serious_check_messages\n"
+        "serious_check_messages()\n"
+        "from django.urls import get_resolver\n"
+        "def resolve_all(patterns):\n"
+        "    for pattern in patterns:\n"
+        "        if hasattr(pattern, 'url_patterns'):\n"
+        "            resolve_all(pattern.url_patterns)\n"
+        "        else:\n"
+        "            pattern.callback\n"
+        "resolve_all(get_resolver().url_patterns)\n"
+        "from oauth2_provider import cimd, oauth2_validators\n"
+        "from rest_framework import compat\n"
+        "at_start = sorted(m for m in WATCHED if m in sys.modules)\n"
+        "used = [oauth2_validators.requests.Session.__module__, cimd.urllib3.Timeout.__module__,\n"
+        "        compat.yaml.safe_dump({'a': 1}).strip()]\n"
+        "print(repr((at_start, used, sorted(m for m in WATCHED if m in sys.modules))))\n"
+    )
+    env = embedded_process_env(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    ).stdout.decode()
+    at_start, used, after = ast.literal_eval(out.strip().splitlines()[-1])
+    assert at_start == []
+    assert used == ["requests.sessions", "urllib3.util.timeout", "a: 1"]
+    assert after == sorted(FIRST_USE_ONLY)
