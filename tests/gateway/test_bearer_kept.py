@@ -7,7 +7,6 @@ import asyncio
 import re
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -19,6 +18,7 @@ from gateway import bearer
 from gateway.bearer import GENERATION_TABLE, BearerChecks, bearer_check
 from tenants.models import Connector, Membership, Tenant
 from tenants.services import member_add
+from tests.support.sql import other_session
 
 pytestmark = [
     pytest.mark.skipif(
@@ -169,18 +169,14 @@ def test_a_kept_answer_is_read_without_the_join(acme):
         try:
             assert await checks.open()
             first = await checks("acme", "echo", token)
-            params = connection.get_connection_params()
-            params.pop("cursor_factory", None)
-            with psycopg.connect(**params, autocommit=True) as other_session:
-                other_session.execute("BEGIN")
-                other_session.execute(
-                    f"LOCK TABLE {AccessToken._meta.db_table} IN ACCESS EXCLUSIVE MODE"
-                )
+            with other_session() as locker:
+                locker.execute("BEGIN")
+                locker.execute(f"LOCK TABLE {AccessToken._meta.db_table} IN ACCESS EXCLUSIVE MODE")
                 kept = await asyncio.wait_for(checks("acme", "echo", token), 10)
                 waiting = asyncio.ensure_future(checks("acme", "echo", other))
                 await asyncio.sleep(0.2)
                 assert not waiting.done(), "a token not kept was answered under the lock"
-                other_session.execute("COMMIT")
+                locker.execute("COMMIT")
             return first, kept, await asyncio.wait_for(waiting, 10)
         finally:
             checks.close()
@@ -283,9 +279,7 @@ def test_every_column_the_check_reads_is_watched():
 def test_a_writer_holds_the_generation_only_while_it_commits(acme):
     """A transaction that changed a watched row and is still open holds no lock on the
     generation: another writer commits without waiting for it (the triggers run at commit)."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    with psycopg.connect(**params, autocommit=True) as open_writer:
+    with other_session() as open_writer:
         open_writer.execute("BEGIN")
         open_writer.execute(
             f"UPDATE {Connector._meta.db_table} SET enabled = false WHERE id = %s",

@@ -15,6 +15,7 @@ from django.db import connection
 from gateway.bearer import GENERATION_TABLE, BearerChecks, bearer_check
 from tests.support.flow import OAuthClient, mcp_post, stored_access_token
 from tests.support.oauth import Browser
+from tests.support.sql import other_session
 
 pytestmark = [
     pytest.mark.skipif(
@@ -33,20 +34,13 @@ ECHO = {
 }
 
 
-def _admin() -> psycopg.Connection:
-    """A connection of the test's own, outside Django (as another process would be)."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    return psycopg.connect(**params, autocommit=True)
-
-
 def _revoke_elsewhere(token_id: int) -> None:
     """Revoke (delete) an access token from another connection, as DOT's revoke() does."""
     from oauth2_provider.models import AccessToken, RefreshToken
 
     from authserver.models import TokenAudience
 
-    with _admin() as admin, admin.transaction():
+    with other_session() as admin, admin.transaction():
         admin.execute(
             f"UPDATE {RefreshToken._meta.db_table} SET access_token_id = NULL "
             "WHERE access_token_id = %s",
@@ -172,7 +166,7 @@ def test_the_loops_connection_holds_no_transaction_between_checks(token):
         try:
             await checks.open()
             await checks("acme", "echo", token)
-            with _admin() as admin:
+            with other_session() as admin:
                 return admin.execute(
                     "SELECT state, backend_xmin FROM pg_stat_activity WHERE pid = %s",
                     [checks._postgres.backend_pid],
@@ -198,7 +192,7 @@ def test_a_session_the_server_ended_is_replaced_without_a_failed_check(token, no
             assert await checks.open()
             first_pid = checks._postgres.backend_pid
             assert await checks("acme", "echo", token) == expected
-            with _admin() as admin:
+            with other_session() as admin:
                 _session_ended(admin, first_pid)
             if noticed:
                 await asyncio.sleep(0.1)
@@ -230,7 +224,7 @@ def test_a_locked_table_holds_up_the_check_but_not_the_loop(token, no_pool):
     async def run():
         try:
             assert await checks.open()
-            with _admin() as admin:
+            with other_session() as admin:
                 admin.execute("BEGIN")
                 admin.execute("LOCK TABLE oauth2_provider_accesstoken IN ACCESS EXCLUSIVE MODE")
                 waiting = [asyncio.ensure_future(checks("acme", "echo", token)) for _ in range(3)]
@@ -263,7 +257,7 @@ def test_the_live_gateway_checks_from_the_loop(_live_app, token, acme):
             break
         assert time.monotonic() < deadline, "the gateway has no connection of its own"
         time.sleep(0.05)
-    with _admin() as admin:
+    with other_session() as admin:
         admin.execute("BEGIN")
         admin.execute(
             f"LOCK TABLE oauth2_provider_accesstoken, {GENERATION_TABLE} IN ACCESS EXCLUSIVE MODE"
@@ -272,7 +266,7 @@ def test_the_live_gateway_checks_from_the_loop(_live_app, token, acme):
         waiting = threading.Thread(target=lambda: answer.update(r=mcp_post(url, token, ECHO)))
         waiting.start()
         try:
-            with _admin() as observer:
+            with other_session() as observer:
                 deadline = time.monotonic() + 10
                 while True:
                     lock_waits = observer.execute(

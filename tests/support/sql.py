@@ -13,6 +13,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from gateway.bearer import BearerChecks, loop_postgres_statements
@@ -59,3 +60,13 @@ def all_sql() -> Iterator[list[str]]:
 
 def writes(statements: list[str]) -> list[str]:
     return [s for s in statements if s.lstrip().upper().startswith(WRITES)]
+
+
+def other_session():
+    """A PostgreSQL connection of the test's own, outside Django, in autocommit (as another
+    process's would be)."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    return psycopg.connect(**params, autocommit=True)
