@@ -256,6 +256,26 @@ def test_flushes_of_every_length_share_a_few_statements(acme):
     assert statements == (0 if connection.vendor == "postgresql" else 7)  # PostgreSQL: COPY
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's INSERTs")
+def test_a_flush_on_sqlite_pauses_between_its_inserts(acme, monkeypatch):
+    """The flush thread sleeps between two INSERTs, so the event loop's thread gets the
+    interpreter: a tools/call that arrives during a flush waits for one statement's records,
+    not for the 5 ms switch interval (bench/gateway_calls.py's p99 at one connection)."""
+    audit_buffer.drain()
+    records = [_record(acme, tool=f"t{i}") for i in range(111)]
+    for record in records:
+        audit_buffer.add(record)
+    with all_sql() as statements:
+        monkeypatch.setattr(events.audit.time, "sleep", lambda s: statements.append(f"sleep {s}"))
+        written = audit_buffer.flush()
+    monkeypatch.undo()
+    assert [r.tool for r in written] == [f"t{i}" for i in range(111)]
+    rows = [s.count("), (") + 1 if s.startswith("INSERT") else s for s in statements[1:]]
+    assert statements[0] == "BEGIN IMMEDIATE"  # one transaction (committed by the connection)
+    pause = f"sleep {events.audit.STATEMENT_PAUSE}"
+    assert rows == [50, pause, 50, pause, 8, pause, 2, pause, 1]
+
+
 def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
     """The flush's own INSERT (events.audit.audit_insert) adapts values as Django does: every
     column holds, as the database stores it, what bulk_create stores for the same record."""
