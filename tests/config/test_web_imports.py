@@ -72,34 +72,47 @@ SCHEMA_ONLY = (
 )
 
 
-def test_the_web_app_with_every_view_loaded_imports_no_schema_machinery(tmp_path):
-    """Every URL resolved to its view (what the first requests load), the OAuth validator
-    too: the OpenAPI document's machinery waits for /api/schema (api/openapi.py), and the
-    document still carries the views' annotations (tests/api/test_api_schema.py)."""
-    script = (
-        f"import os, sys\nWATCHED = {SCHEMA_ONLY!r}\n"
-        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
-        "import config.asgi\n"
-        "from django.urls import get_resolver\n"
-        "def resolve_all(patterns):\n"
-        "    for pattern in patterns:\n"
-        "        if hasattr(pattern, 'url_patterns'):\n"
-        "            resolve_all(pattern.url_patterns)\n"
-        "        else:\n"
-        "            pattern.callback\n"
-        "resolve_all(get_resolver().url_patterns)\n"
-        "import oauth2_provider.oauth2_validators\n"
-        "print(sorted(m for m in WATCHED if m in sys.modules))\n"
-    )
-    env = embedded_process_env(tmp_path)
+# A fresh web process on the embedded default with every URL resolved to its view (what the
+# first requests load), then the test's own lines; the last line it prints is a literal.
+EVERY_VIEW = (
+    "import os, sys\n"
+    "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+    "import config.asgi\n"
+    "from config.asgi import serious_check_messages\n"
+    "serious_check_messages()\n"
+    "from django.urls import get_resolver\n"
+    "def resolve_all(patterns):\n"
+    "    for pattern in patterns:\n"
+    "        if hasattr(pattern, 'url_patterns'):\n"
+    "            resolve_all(pattern.url_patterns)\n"
+    "        else:\n"
+    "            pattern.callback\n"
+    "resolve_all(get_resolver().url_patterns)\n"
+)
+
+
+def _with_every_view(tmp_path, lines: str):
     out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script],
-        env=env,
+        [sys.executable, "-W", "ignore", "-c", EVERY_VIEW + lines],
+        env=embedded_process_env(tmp_path),
         check=True,
         timeout=120,
         capture_output=True,
     ).stdout.decode()
-    assert ast.literal_eval(out.strip().splitlines()[-1]) == []
+    return ast.literal_eval(out.strip().splitlines()[-1])
+
+
+def test_the_web_app_with_every_view_loaded_imports_no_schema_machinery(tmp_path):
+    """Every URL resolved to its view, the OAuth validator too: the OpenAPI document's
+    machinery waits for /api/schema (api/openapi.py), and the document still carries the
+    views' annotations (tests/api/test_api_schema.py)."""
+    loaded = _with_every_view(
+        tmp_path,
+        f"WATCHED = {SCHEMA_ONLY!r}\n"
+        "import oauth2_provider.oauth2_validators\n"
+        "print(sorted(m for m in WATCHED if m in sys.modules))\n",
+    )
+    assert loaded == []
 
 
 FIRST_USE_ONLY = ("requests.sessions", "urllib3.connectionpool", "yaml.loader")
@@ -109,36 +122,16 @@ def test_the_web_app_loads_requests_urllib3_and_yaml_at_their_first_use(tmp_path
     """django-oauth-toolkit imports requests and urllib3, DRF PyYAML, when they load: in the web
     process (every view loaded) they stay stand-ins until the code that uses them runs
     (config.deferred_imports), and then work."""
-    script = (
-        f"import os, sys\nWATCHED = {FIRST_USE_ONLY!r}\n"
-        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
-        "import config.asgi\n"
-        "from config.asgi import serious_check_messages\n"
-        "serious_check_messages()\n"
-        "from django.urls import get_resolver\n"
-        "def resolve_all(patterns):\n"
-        "    for pattern in patterns:\n"
-        "        if hasattr(pattern, 'url_patterns'):\n"
-        "            resolve_all(pattern.url_patterns)\n"
-        "        else:\n"
-        "            pattern.callback\n"
-        "resolve_all(get_resolver().url_patterns)\n"
+    at_start, used, after = _with_every_view(
+        tmp_path,
+        f"WATCHED = {FIRST_USE_ONLY!r}\n"
         "from oauth2_provider import cimd, oauth2_validators\n"
         "from rest_framework import compat\n"
         "at_start = sorted(m for m in WATCHED if m in sys.modules)\n"
         "used = [oauth2_validators.requests.Session.__module__, cimd.urllib3.Timeout.__module__,\n"
         "        compat.yaml.safe_dump({'a': 1}).strip()]\n"
-        "print(repr((at_start, used, sorted(m for m in WATCHED if m in sys.modules))))\n"
+        "print(repr((at_start, used, sorted(m for m in WATCHED if m in sys.modules))))\n",
     )
-    env = embedded_process_env(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script],
-        env=env,
-        check=True,
-        timeout=120,
-        capture_output=True,
-    ).stdout.decode()
-    at_start, used, after = ast.literal_eval(out.strip().splitlines()[-1])
     assert at_start == []
     assert used == ["requests.sessions", "urllib3.util.timeout", "a: 1"]
     assert after == sorted(FIRST_USE_ONLY)
