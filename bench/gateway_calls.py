@@ -463,19 +463,16 @@ def main() -> None:
     try:
         for kind in args.uvicorn:
             servers.append(bare(workdir, python, kind))
-            for root in [args.before.resolve()] if args.before else []:
-                servers.append(gateway(workdir, python, kind, "", root=root))
-            servers.append(gateway(workdir, python, kind, ""))
-            if args.scale:
-                servers.append(gateway(workdir, python, kind, "", scale=tuple(args.scale)))
-            if args.database_url:
+            # Each gateway from the other checkout first, then from this one.
+            databases = ["", args.database_url] if args.database_url else [""]
+            for database_url in databases:
                 if args.before:
                     servers.append(
-                        gateway(
-                            workdir, python, kind, args.database_url, root=args.before.resolve()
-                        )
+                        gateway(workdir, python, kind, database_url, root=args.before.resolve())
                     )
-                servers.append(gateway(workdir, python, kind, args.database_url))
+                servers.append(gateway(workdir, python, kind, database_url))
+                if args.scale and not database_url:
+                    servers.append(gateway(workdir, python, kind, "", scale=tuple(args.scale)))
         print(
             f"{os.cpu_count()} cores; each server one uvicorn process pinned to core 0, wrk "
             f"(1 thread) to core 1; {args.seconds:g} s per row; rows interleaved; uvicorn: "
