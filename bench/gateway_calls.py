@@ -35,6 +35,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -229,6 +230,34 @@ def wrk(
         "seconds": elapsed,
         **{f"{name}_busy": 100 * cpu[name] / elapsed for name in also or {}},
     }
+
+
+def milliseconds(latency: str) -> float:
+    """wrk's latency ("821.00us", "3.45ms", "1.64s") in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", latency).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def print_medians(method: str, rounds: dict[tuple[int, str], list[tuple]]) -> None:
+    """Each server's rows over the rounds: the median of each round's ratio to that round's bare
+    server, and how often its p99 was at or below the bare server's in the same round. One
+    round's p99 at one connection moves by more than the difference sought on a noisy machine."""
+    print(f"\n{method}, medians over the rounds (each ratio against the same round's bare server)")
+    print(
+        "| connections | server | rounds | x bare, median (min-max) | server process only "
+        "| p99 ms, median | bare p99 ms, median | rounds with p99 <= bare's |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (connections, name), rows in rounds.items():
+        ratio, alone, p99, bare_p99 = zip(*rows, strict=True)
+        at_or_below = sum(mine <= bare for mine, bare in zip(p99, bare_p99, strict=True))
+        print(
+            f"| {connections} | {name} | {len(rows)} | {statistics.median(ratio):.2f} "
+            f"({min(ratio):.2f}-{max(ratio):.2f}) | {statistics.median(alone):.2f} "
+            f"| {statistics.median(p99):.2f} | {statistics.median(bare_p99):.2f} "
+            f"| {at_or_below} of {len(rows)} |",
+            flush=True,
+        )
 
 
 @dataclass
@@ -492,12 +521,21 @@ def main() -> None:
             for server in servers:
                 check_one(server.url, server.token, *METHODS[method])
                 wrk(server, 2, max(args.connections), scripts[method])  # warm up
+            rounds: dict[tuple[int, str], list[tuple[float, float, float, float]]] = {}
             for connections in [c for _ in range(args.rounds) for c in args.connections]:
                 anchor = None
                 for server in servers:
                     r = wrk(server, args.seconds, connections, scripts[method])
                     if server.token is None:  # a bare server: the anchor of the rows after it
-                        anchor = r["per_core"]
+                        anchor, anchor_p99 = r["per_core"], milliseconds(r["p99"])
+                    rounds.setdefault((connections, server.name), []).append(
+                        (
+                            r["per_core"] / anchor,
+                            r["per_core_server"] / anchor,
+                            milliseconds(r["p99"]),
+                            anchor_p99,
+                        )
+                    )
                     print(
                         f"| {method} | {connections} | {server.name} | {r['rate']:.0f} "
                         f"| {r['per_core']:.0f} | {r['per_core'] / anchor:.2f} "
@@ -507,6 +545,8 @@ def main() -> None:
                         f"| {r['bad']} {r['socket_errors']} |",
                         flush=True,
                     )
+            if args.rounds > 1:
+                print_medians(method, rounds)
     finally:
         for server in servers:
             server.stop()
