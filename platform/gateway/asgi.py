@@ -39,6 +39,7 @@ from events.audit import (
     audit_otel_emit,
     audit_otel_logger,
     audit_record_new,
+    audit_records_written,
     audit_webhook_send,
 )
 from events.metrics import metrics_tool_call
@@ -156,10 +157,15 @@ class Gateway:
 
     async def _flush_audit(self) -> None:
         written = await _audit_flush()
-        if written and settings.AUDIT_WEBHOOK_URL:
-            await audit_webhook_send(written, shared_http())
-        if written and (logger := audit_otel_logger()):
-            audit_otel_emit(written, logger)
+        if not written:
+            return
+        logger = audit_otel_logger()
+        if settings.AUDIT_WEBHOOK_URL or logger:
+            records = audit_records_written(written)  # model instances only for what reads them
+            if settings.AUDIT_WEBHOOK_URL:
+                await audit_webhook_send(records, shared_http())
+            if logger:
+                audit_otel_emit(records, logger)
 
     @staticmethod
     def matches(path: str) -> bool:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import events.audit
 from authserver.tasks import housekeeping_run
-from events.audit import audit_buffer
+from events.audit import FIELD_NAMES, audit_buffer, audit_record_new, audit_records_written
 from events.models import AuditRecord
 from tenants.services import connector_update
 from tests.support.flow import OAuthClient, mcp_post
@@ -68,6 +68,14 @@ def test_calls_are_kept_in_memory_then_written_in_one_flush(live_url, acme):
     assert _call(connector.url, token, "fail", {"message": "boom", "api_token": "t0k"})["isError"]
     _wait_pending(2)
     assert AuditRecord.objects.count() == 0
+    held = audit_buffer.drain()  # each call's values, not a model instance
+    assert [type(record) for record in held] == [tuple, tuple]
+    assert [dict(zip(FIELD_NAMES[1:], record, strict=True))["tool"] for record in held] == [
+        "echo",
+        "fail",
+    ]
+    for record in held:
+        audit_buffer.add(record)
 
     assert len(audit_buffer.flush()) == 2
     assert audit_buffer.pending() == 0
@@ -122,21 +130,32 @@ def test_a_full_batch_is_written_by_the_server_without_a_call_waiting(live_url, 
     assert audit_buffer.pending() == 0
 
 
-def _record(acme, **fields) -> AuditRecord:
-    values = {
+def _fields(acme, **fields) -> dict:
+    return {
         "created": timezone.now(),
         "tenant_id": acme["tenant"].pk,
         "connector_id": acme["connector"].pk,
+        "user_id": None,
         "username": "bob",
         "client_id": "c1",
         "tool": "echo",
         "outcome": "ok",
         "latency_ms": 3,
+        "upstream_request_id": "",
         "arguments_kept": "digest",
         "arguments": {},
+        "error": "",
         **fields,
     }
-    return AuditRecord(**values)
+
+
+def _record(acme, **fields) -> tuple:
+    """A record as the gateway keeps it in the buffer (events.audit.audit_record_new)."""
+    return audit_record_new(**_fields(acme, **fields))
+
+
+def _flushed() -> list[AuditRecord]:
+    return audit_records_written(audit_buffer.flush())
 
 
 def test_the_gateway_flushes_on_its_timer_and_at_shutdown(acme, settings):
@@ -198,6 +217,41 @@ def test_the_gateway_writes_records_and_call_counts_in_one_thread_of_its_own(
     assert threads[0].name.startswith("db-writer")
 
 
+def test_the_gateway_makes_model_instances_of_written_records_only_for_a_reader(
+    acme, settings, monkeypatch
+):
+    """A flush's records become AuditRecord instances only when the webhook (or OpenTelemetry)
+    reads them (events.audit.audit_records_written), not for every flush."""
+    from gateway.asgi import Gateway
+
+    made, sent = [], []
+    init = AuditRecord.__init__
+
+    def counted_init(self, *args, **kwargs):
+        made.append(args)
+        init(self, *args, **kwargs)
+
+    async def webhook(records, http):
+        sent.append([(r.pk, r.tool) for r in records])
+
+    monkeypatch.setattr(AuditRecord, "__init__", counted_init)
+    monkeypatch.setattr("gateway.asgi.audit_webhook_send", webhook)
+
+    async def served(tool):
+        async with Gateway().lifespan():
+            audit_buffer.add(_record(acme, tool=tool))
+        # Leaving the lifespan (the server stopping) writes it.
+
+    settings.AUDIT_WEBHOOK_URL = ""
+    anyio.run(served, "unread")
+    assert made == []
+    settings.AUDIT_WEBHOOK_URL = "http://127.0.0.1:9/audit"
+    anyio.run(served, "sent")
+    assert sent == [[(AuditRecord.objects.get(tool="sent").pk, "sent")]]
+    assert len(made) == 2  # the one sent, and the one read back just now
+    assert AuditRecord.objects.filter(tool="unread").exists()
+
+
 def test_a_failed_flush_keeps_the_records_for_the_next_one(acme, monkeypatch):
     audit_buffer.drain()
     audit_buffer.add(_record(acme, tool="kept"))
@@ -209,7 +263,7 @@ def test_a_failed_flush_keeps_the_records_for_the_next_one(acme, monkeypatch):
     assert audit_buffer.flush() == []
     assert audit_buffer.pending() == 1
     monkeypatch.undo()
-    (written,) = audit_buffer.flush()
+    (written,) = _flushed()
     assert written.tool == "kept"
     assert AuditRecord.objects.get().tool == "kept"
 
@@ -218,11 +272,10 @@ def test_a_flush_stores_every_field_and_gives_each_record_its_id(acme):
     audit_buffer.drain()
     arguments = {"query": "select * from Customer", "nested": {"n": [1, 2.5, None, "é"]}}
     created = timezone.now() - timedelta(seconds=3)
-    records = [_record(acme, tool=f"t{i}", created=created) for i in range(1200)]
-    records[0].arguments = arguments
-    for record in records:
+    records = [_record(acme, tool=f"t{i}", created=created) for i in range(1, 1200)]
+    for record in [_record(acme, tool="t0", created=created, arguments=arguments), *records]:
         audit_buffer.add(record)
-    written = audit_buffer.flush()
+    written = _flushed()
     assert len(written) == 1200 and all(r.pk for r in written)
     stored = {r.pk: r for r in AuditRecord.objects.all()}
     assert len(stored) == 1200
@@ -248,7 +301,7 @@ def test_flushes_of_every_length_share_a_few_statements(acme):
     for length in range(1, 121):
         for i in range(length):
             audit_buffer.add(_record(acme, tool=f"t{length}-{i}"))
-        written += audit_buffer.flush()
+        written += _flushed()
     assert len(written) == AuditRecord.objects.count() == sum(range(1, 121))
     assert sorted(r.pk for r in written) == [r.pk for r in written]
     assert {r.pk: r.tool for r in written} == dict(AuditRecord.objects.values_list("id", "tool"))
@@ -267,7 +320,7 @@ def test_a_flush_on_sqlite_pauses_between_its_inserts(acme, monkeypatch):
         audit_buffer.add(record)
     with all_sql() as statements:
         monkeypatch.setattr(events.audit.time, "sleep", lambda s: statements.append(f"sleep {s}"))
-        written = audit_buffer.flush()
+        written = _flushed()
     monkeypatch.undo()
     assert [r.tool for r in written] == [f"t{i}" for i in range(111)]
     rows = [s.count("), (") + 1 if s.startswith("INSERT") else s for s in statements[1:]]
@@ -283,8 +336,8 @@ def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
     user = django_user_model.objects.get(username="bob")
     plus_two = timezone.get_fixed_timezone(120)
     samples = [
-        _record(acme),
-        _record(
+        _fields(acme),
+        _fields(
             acme,
             created=timezone.now().astimezone(plus_two) - timedelta(microseconds=7),
             user_id=user.pk,
@@ -296,13 +349,10 @@ def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
             arguments={"text": "é \u2028 \"quoted\" 'single' %s %%", "n": [1, 2.5, None, True]},
             error="Error executing tool query: boom",
         ),
-        _record(acme, arguments=[1, "two"], username="", client_id=""),
-        _record(acme, arguments="just a string", tool="t" * 200),
+        _fields(acme, arguments=[1, "two"], username="", client_id=""),
+        _fields(acme, arguments="just a string", tool="t" * 200),
     ]
     fields = [f for f in AuditRecord._meta.concrete_fields if not f.primary_key]
-
-    def copy(record):
-        return AuditRecord(**{f.attname: getattr(record, f.attname) for f in fields})
 
     def stored(pk):  # the row as the database holds it, not as Django reads it back
         q = connection.ops.quote_name
@@ -314,10 +364,10 @@ def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
             )
             return cursor.fetchone()
 
-    expected = AuditRecord.objects.bulk_create([copy(r) for r in samples])
-    for record in samples:
-        audit_buffer.add(copy(record))
-    written = audit_buffer.flush()
+    expected = AuditRecord.objects.bulk_create([AuditRecord(**sample) for sample in samples])
+    for sample in samples:
+        audit_buffer.add(audit_record_new(**sample))
+    written = _flushed()
     assert [r.pk for r in written] == sorted(r.pk for r in written)
     assert not ({r.pk for r in written} & {r.pk for r in expected})
     for by_django, by_flush in zip(expected, written, strict=True):
@@ -343,7 +393,7 @@ def test_a_flush_on_postgresql_is_one_copy_with_ids_from_the_sequence(acme):
     for record in records:
         audit_buffer.add(record)
     with all_sql() as statements, CaptureQueriesContext(connection) as logged:
-        written = audit_buffer.flush()
+        written = _flushed()
     (copy,) = writes(statements)
     assert copy.startswith("COPY ") and "FROM STDIN (FORMAT BINARY)" in copy
     assert [s.split()[0] for s in statements] == ["SELECT", "COPY"]
@@ -353,38 +403,37 @@ def test_a_flush_on_postgresql_is_one_copy_with_ids_from_the_sequence(acme):
     assert ids == sorted(set(ids))
     stored = dict(AuditRecord.objects.exclude(tool="first").values_list("pk", "tool"))
     assert stored == {r.pk: r.tool for r in written}
-    later = _record(acme, tool="later")
+    later = AuditRecord(**_fields(acme, tool="later"))
     AuditRecord.objects.bulk_create([later])  # the ORM's next id is past the flush's
     assert later.pk > ids[-1]
 
 
-def test_a_record_built_by_position_is_the_one_django_builds_by_keyword(acme):
-    """The gateway builds each record with events.audit.audit_record_new (by position, half
-    the CPU of Django's init by keyword): the same unsaved record, field for field."""
-    from events.audit import audit_record_new
-
-    fields = {
-        "created": timezone.now(),
-        "tenant_id": acme["tenant"].pk,
-        "connector_id": acme["connector"].pk,
-        "user_id": None,
-        "username": "bob",
-        "client_id": "c1",
-        "tool": "echo",
-        "outcome": "error",
-        "latency_ms": 12,
-        "upstream_request_id": "tid-1",
-        "arguments_kept": "full",
-        "arguments": {"text": "hi"},
-        "error": "boom",
-    }
-    built, by_django = audit_record_new(**fields), AuditRecord(**fields)
-    names = [f.attname for f in AuditRecord._meta.concrete_fields]
-    assert [getattr(built, n) for n in names] == [getattr(by_django, n) for n in names]
-    assert built.pk is None and built._state.adding and built._state.db is None
+def test_the_buffer_holds_each_records_values_and_a_flush_gives_back_saved_records(acme):
+    """The buffer keeps each record as a plain tuple of its values in the order of the model's
+    fields (events.audit.audit_record_new), not as a model instance (638 bytes a waiting record
+    with its values against 910, bench/audit_buffer.py); a flush gives each back after its new
+    id, and audit_records_written makes the saved record Django makes, field for field."""
+    fields = _fields(
+        acme,
+        outcome="error",
+        latency_ms=12,
+        upstream_request_id="tid-1",
+        arguments_kept="full",
+        arguments={"text": "hi"},
+        error="boom",
+    )
     audit_buffer.drain()
-    audit_buffer.add(built)
-    (written,) = audit_buffer.flush()
+    audit_buffer.add(audit_record_new(**fields))
+    (held,) = audit_buffer.drain()
+    by_django = AuditRecord(**fields)
+    assert type(held) is tuple
+    assert held == tuple(getattr(by_django, name) for name in FIELD_NAMES[1:])
+    audit_buffer.add(held)
+    (row,) = audit_buffer.flush()
+    (written,) = audit_records_written([row])
+    assert row == (written.pk, *held)
+    assert not written._state.adding and written._state.db == "default"
+    assert {name: getattr(written, name) for name in FIELD_NAMES[1:]} == fields
     assert AuditRecord.objects.filter(pk=written.pk, tool="echo", upstream_request_id="tid-1")
 
 
@@ -392,8 +441,8 @@ def test_housekeeping_prunes_records_past_the_retention(acme, settings):
     settings.AUDIT_RETENTION_DAYS = 7
     AuditRecord.objects.bulk_create(
         [
-            _record(acme, tool="old", created=timezone.now() - timedelta(days=8)),
-            _record(acme, tool="recent", created=timezone.now() - timedelta(days=6)),
+            AuditRecord(**_fields(acme, tool="old", created=timezone.now() - timedelta(days=8))),
+            AuditRecord(**_fields(acme, tool="recent", created=timezone.now() - timedelta(days=6))),
         ]
     )
     assert housekeeping_run()["audit_records"] == 1
@@ -469,7 +518,7 @@ def test_a_record_of_a_deleted_user_or_connector_does_not_hold_up_the_others(acm
     doomed.delete()
     assert len(audit_buffer.flush()) == 3
     audit_buffer.add(_record(acme, tool="later"))
-    assert [r.tool for r in audit_buffer.flush()] == ["later"]
+    assert [r.tool for r in _flushed()] == ["later"]
     assert audit_buffer.pending() == 0
     tools = set(AuditRecord.objects.values_list("tool", flat=True))
     assert {"by-gone", "fine", "later"} <= tools
