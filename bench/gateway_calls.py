@@ -232,6 +232,22 @@ def wrk(
     }
 
 
+def in_order(servers: list[Server], *, reverse: bool) -> list[Server]:
+    """``servers`` as they run in a round: each bare server first, then its gateways, in
+    reverse order every other round. In one fixed order the same gateway always ran right after
+    the same other one: goal 2's scaled gateway, always right after the one-tenant one, came
+    out 7 % slower at 64 connections over five rounds, and +3.6 % (median of eight) with the
+    two in alternating order (bench/RESULTS.md, sixth round)."""
+    groups: list[list[Server]] = []
+    for server in servers:
+        if server.token is None or not groups:  # a bare server starts the group it anchors
+            groups.append([])
+        groups[-1].append(server)
+    if reverse:
+        groups = [[group[0], *reversed(group[1:])] for group in groups]
+    return [server for group in groups for server in group]
+
+
 def milliseconds(latency: str) -> float:
     """wrk's latency ("821.00us", "3.45ms", "1.64s") in milliseconds."""
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", latency).groups()
@@ -522,9 +538,11 @@ def main() -> None:
                 check_one(server.url, server.token, *METHODS[method])
                 wrk(server, 2, max(args.connections), scripts[method])  # warm up
             rounds: dict[tuple[int, str], list[tuple[float, float, float, float]]] = {}
-            for connections in [c for _ in range(args.rounds) for c in args.connections]:
+            for round_, connections in [
+                (n, c) for n in range(args.rounds) for c in args.connections
+            ]:
                 anchor = None
-                for server in servers:
+                for server in in_order(servers, reverse=round_ % 2 == 1):
                     r = wrk(server, args.seconds, connections, scripts[method])
                     if server.token is None:  # a bare server: the anchor of the rows after it
                         anchor, anchor_p99 = r["per_core"], milliseconds(r["p99"])
