@@ -17,7 +17,7 @@ from connectors.base import (
 )
 from upstream.models import UpstreamConnection
 from upstream.refresh import upstream_access
-from upstream.selectors import UNUSABLE
+from upstream.selectors import UNUSABLE, upstream_connection_of
 from upstream.services import connector_connect_url, upstream_connection_mark_reauth
 
 
@@ -31,9 +31,7 @@ class ConnectionHandle:
         self._connection_id: int | None = None
 
     def _connection(self) -> UpstreamConnection | None:
-        connection = UpstreamConnection.objects.filter(
-            connector_id=self.connector_id, user_id=self.owner_id
-        ).first()
+        connection = upstream_connection_of(connector_id=self.connector_id, user_id=self.owner_id)
         if connection is not None:
             self._connection_id = connection.pk
         return connection

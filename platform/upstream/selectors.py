@@ -1,9 +1,12 @@
 """Reads about upstream connections for the dashboard, the API, readiness and consent."""
 
+import functools
 from datetime import datetime
 
+from django.db import connection, connections
 from django.db.models import Count
 
+from config.db import db_converters, db_prepared_cursor, db_row
 from connectors.base import get_kind
 from events.models import Event
 from tenants.selectors import connector_holds_upstream
@@ -11,6 +14,44 @@ from upstream.models import UpstreamConnection
 
 # A connection in these states serves no call until someone connects the account again.
 UNUSABLE = (UpstreamConnection.Status.NEEDS_REAUTH, UpstreamConnection.Status.REVOKED)
+
+_FIELDS = tuple(UpstreamConnection._meta.concrete_fields)
+_ATTNAMES = [f.attname for f in _FIELDS]
+
+
+def upstream_connection_of(*, connector_id: int, user_id: int | None) -> UpstreamConnection | None:
+    """The connection a tool call of ``connector_id`` uses: ``user_id``'s own, or with None the
+    connector's shared one (each at most one row: the model's unique constraints).
+
+    Every upstream tool call reads it, so the statement is built once per process (prepared on
+    PostgreSQL's pooled connections), not compiled by the ORM each time: the ORM's
+    ``filter(...).first()`` was 18 % of the web process's busy samples in a QuickBooks
+    tools/call, most of it compiling the query (py-spy, bench/quickbooks_calls.py)."""
+    params = [connector_id] if user_id is None else [connector_id, user_id]
+    with db_prepared_cursor() as cursor:
+        cursor.execute(_connection_sql(connection.vendor, user_id is None), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    alias = connection.alias
+    return UpstreamConnection.from_db(alias, _ATTNAMES, db_row(row, _converters(alias), connection))
+
+
+@functools.cache
+def _connection_sql(vendor: str, shared: bool) -> str:
+    quote = connections[UpstreamConnection.objects.db].ops.quote_name
+    columns = ", ".join(quote(f.column) for f in _FIELDS)
+    user = "IS NULL" if shared else "= %s"
+    return (
+        f"SELECT {columns} FROM {quote(UpstreamConnection._meta.db_table)} "
+        f"WHERE {quote('connector_id')} = %s AND {quote('user_id')} {user}"
+    )
+
+
+@functools.cache
+def _converters(alias: str) -> dict:
+    table = UpstreamConnection._meta.db_table
+    return db_converters([f.get_col(table) for f in _FIELDS], using=alias)
 
 
 def upstream_status_counts(*, connector_ids: list[int] | None = None) -> dict[str, int]:

@@ -146,3 +146,25 @@ def test_the_sweep_claims_due_connections_in_one_statement(qbo_connector):
     assert [s.split()[0].upper() for s in statements] == ["UPDATE"], statements
     assert "RETURNING" in statements[0].upper(), statements[0]
     assert upstream_connections_claim_due() == []  # queued: not claimed again meanwhile
+
+
+def test_a_routine_tools_call_compiles_no_query(qbo_connector, monkeypatch):
+    """Both reads are statements built once per process: the ORM compiling the connection's
+    read (``filter(...).first()``) at every call was 18 % of the web process's busy samples in
+    a QuickBooks tools/call (py-spy, bench/quickbooks_calls.py)."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    assert call(qbo_connector, "company_info")["isError"] is False
+    _wait_for_first_call_trace()
+    compiled = []
+    as_sql = SQLCompiler.as_sql
+
+    def counting(self, *args, **kwargs):
+        compiled.append(self.query.model)
+        return as_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+    result = call(qbo_connector, "company_info")
+    monkeypatch.undo()
+    assert result["isError"] is False, result
+    assert compiled == []
