@@ -28,6 +28,7 @@ from events.services import event_record
 from tenants.models import Connector
 from upstream import clock
 from upstream.models import UpstreamConnection
+from upstream.selectors import CONNECTION_ATTNAMES, CONNECTION_FIELDS
 from upstream.services import provider_for, token_fields, upstream_connection_reauth_needed
 
 log = logging.getLogger(__name__)
@@ -88,18 +89,16 @@ def _claim_lease(
     if row is None:
         return None
     values = db_row(row, _claim_converters(conn.alias), conn)
-    fields = len(_CLAIM_FIELDS)
-    connection = UpstreamConnection.from_db(conn.alias, _CLAIM_ATTNAMES, values[:fields])
+    fields = len(CONNECTION_FIELDS)
+    connection = UpstreamConnection.from_db(conn.alias, CONNECTION_ATTNAMES, values[:fields])
     connection.connector = Connector.from_db(
         conn.alias, ["id", *_CONNECTOR_FIELDS], [connection.connector_id, *values[fields:]]
     )
     return connection
 
 
-# What a refresh reads of the row (all of it) and of its connector (the provider's settings,
-# the event's tenant).
-_CLAIM_FIELDS = tuple(UpstreamConnection._meta.concrete_fields)
-_CLAIM_ATTNAMES = [f.attname for f in _CLAIM_FIELDS]
+# What a refresh reads of the row (all of it: upstream.selectors.CONNECTION_FIELDS) and of its
+# connector (the provider's settings, the event's tenant).
 _CONNECTOR_FIELDS = ("tenant_id", "kind", "settings")
 
 
@@ -121,7 +120,7 @@ def _claim_sql(vendor: str, force: bool, waited: bool) -> str:
         )
     if waited:
         conditions.append(f"{quote('access_expires_at')} = %s")
-    columns = ", ".join(quote(f.column) for f in _CLAIM_FIELDS)
+    columns = ", ".join(quote(f.column) for f in CONNECTION_FIELDS)
     of_connector = f"{quote(table)}.{quote('connector_id')}"
     connector_columns = ", ".join(
         f"(SELECT c.{quote(Connector._meta.get_field(name).column)} FROM"
@@ -141,7 +140,7 @@ def _claim_converters(alias: str) -> dict:
     SQLite's text to datetime, JSON text to a dict), worked out once per process."""
     connector_table = Connector._meta.db_table
     return db_converters(
-        [f.get_col(UpstreamConnection._meta.db_table) for f in _CLAIM_FIELDS]
+        [f.get_col(UpstreamConnection._meta.db_table) for f in CONNECTION_FIELDS]
         + [Connector._meta.get_field(name).get_col(connector_table) for name in _CONNECTOR_FIELDS],
         using=alias,
     )

@@ -15,8 +15,10 @@ from upstream.models import UpstreamConnection
 # A connection in these states serves no call until someone connects the account again.
 UNUSABLE = (UpstreamConnection.Status.NEEDS_REAUTH, UpstreamConnection.Status.REVOKED)
 
-_FIELDS = tuple(UpstreamConnection._meta.concrete_fields)
-_ATTNAMES = [f.attname for f in _FIELDS]
+# Every column of a connection, in the order a read of its whole row takes them (here and the
+# refresh's claim, upstream.refresh), and the model's names for them (``from_db``).
+CONNECTION_FIELDS = tuple(UpstreamConnection._meta.concrete_fields)
+CONNECTION_ATTNAMES = [f.attname for f in CONNECTION_FIELDS]
 
 
 def upstream_connection_of(*, connector_id: int, user_id: int | None) -> UpstreamConnection | None:
@@ -34,13 +36,15 @@ def upstream_connection_of(*, connector_id: int, user_id: int | None) -> Upstrea
     if row is None:
         return None
     alias = connection.alias
-    return UpstreamConnection.from_db(alias, _ATTNAMES, db_row(row, _converters(alias), connection))
+    return UpstreamConnection.from_db(
+        alias, CONNECTION_ATTNAMES, db_row(row, _converters(alias), connection)
+    )
 
 
 @functools.cache
 def _connection_sql(vendor: str, shared: bool) -> str:
     quote = connections[UpstreamConnection.objects.db].ops.quote_name
-    columns = ", ".join(quote(f.column) for f in _FIELDS)
+    columns = ", ".join(quote(f.column) for f in CONNECTION_FIELDS)
     user = "IS NULL" if shared else "= %s"
     return (
         f"SELECT {columns} FROM {quote(UpstreamConnection._meta.db_table)} "
@@ -51,7 +55,7 @@ def _connection_sql(vendor: str, shared: bool) -> str:
 @functools.cache
 def _converters(alias: str) -> dict:
     table = UpstreamConnection._meta.db_table
-    return db_converters([f.get_col(table) for f in _FIELDS], using=alias)
+    return db_converters([f.get_col(table) for f in CONNECTION_FIELDS], using=alias)
 
 
 def upstream_status_counts(*, connector_ids: list[int] | None = None) -> dict[str, int]:
