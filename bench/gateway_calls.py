@@ -544,20 +544,17 @@ def main() -> None:
                 anchor = None
                 for server in in_order(servers, reverse=round_ % 2 == 1):
                     r = wrk(server, args.seconds, connections, scripts[method])
+                    p99 = milliseconds(r["p99"])
                     if server.token is None:  # a bare server: the anchor of the rows after it
-                        anchor, anchor_p99 = r["per_core"], milliseconds(r["p99"])
+                        anchor, anchor_p99 = r["per_core"], p99
+                    ratio, alone = r["per_core"] / anchor, r["per_core_server"] / anchor
                     rounds.setdefault((connections, server.name), []).append(
-                        (
-                            r["per_core"] / anchor,
-                            r["per_core_server"] / anchor,
-                            milliseconds(r["p99"]),
-                            anchor_p99,
-                        )
+                        (ratio, alone, p99, anchor_p99)
                     )
                     print(
                         f"| {method} | {connections} | {server.name} | {r['rate']:.0f} "
-                        f"| {r['per_core']:.0f} | {r['per_core'] / anchor:.2f} "
-                        f"| {r['per_core_server']:.0f} | {r['per_core_server'] / anchor:.2f} "
+                        f"| {r['per_core']:.0f} | {ratio:.2f} "
+                        f"| {r['per_core_server']:.0f} | {alone:.2f} "
                         f"| {r['p50']} | {r['p99']} | {r['server_busy']:.0f} | {r['db_busy']:.0f} "
                         f"| {r['wrk_busy']:.0f} | {r['other']:.0f} | {r['load']:.2f} "
                         f"| {r['bad']} {r['socket_errors']} |",
