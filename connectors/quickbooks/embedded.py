@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
     """Start the local Intuit on ``setup.port``, unless real Intuit credentials are configured."""
     if env.CLIENT_ID.value():
         return None
+    from connectors.quickbooks.emulator.__main__ import SECRET_VARIABLE
+
     base = f"http://127.0.0.1:{setup.port}"
     secret = setup.kept_secret("emulator_client_secret")
     process = subprocess.Popen(
@@ -37,8 +40,6 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
             str(setup.port),
             "--client-id",
             EMULATOR_CLIENT_ID,
-            "--client-secret",
-            secret,
             "--redirect-uri",
             setup.callback_url,
             "--state-file",
@@ -46,7 +47,15 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        **setup.popen_options,
+        # The secret goes in the environment: in the arguments any local user could read it
+        # (ps), and one in 64 starts with "-", which argparse takes for an option.
+        **{
+            **setup.popen_options,
+            "env": {
+                **setup.popen_options.get("env", os.environ),
+                SECRET_VARIABLE: secret,
+            },
+        },
     )
     # A cold start on a busy machine (imports, first bytecode compile) can take long.
     deadline = time.monotonic() + START_SECONDS

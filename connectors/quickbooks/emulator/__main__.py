@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import uvicorn
 
 from . import create_app
+
+# The client secret may come from here rather than the command line, where other local users
+# can read it (serve's embedded emulator passes it so).
+SECRET_VARIABLE = "INTUIT_EMULATOR_CLIENT_SECRET"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +21,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--base-url", help="public URL of the emulator (default: http://HOST:PORT)")
     parser.add_argument("--client-id", default="emulator-client-id")
-    parser.add_argument("--client-secret", default="emulator-client-secret")
+    parser.add_argument(
+        "--client-secret",
+        default=os.environ.get(SECRET_VARIABLE, "emulator-client-secret"),
+        help=f"default: ${SECRET_VARIABLE}, else emulator-client-secret",
+    )
     parser.add_argument(
         "--redirect-uri",
         action="append",
