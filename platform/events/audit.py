@@ -190,7 +190,6 @@ class _Insert:
     fields: tuple[models.Field, ...]
     adapters: tuple  # per field: how its value goes to the driver, or None: as it is
     head: str  # INSERT INTO ... (columns)
-    returning: str
 
     def values(self, records: list[tuple]) -> Iterator[list]:
         """Each record's values as the driver takes them."""
@@ -213,7 +212,7 @@ def _insert_of(vendor: str) -> _Insert:
     the JSON arguments, which go through the backend's own adapters, as Django sends them
     (tests/events/test_audit_log.py compares every column with what ``bulk_create`` stores)."""
     ops = connection.ops
-    fields, head, returning = db_insert_head(AuditRecord, connection)
+    fields, head, _ = db_insert_head(AuditRecord, connection)
     adapters = []
     for field in fields:
         if isinstance(field, models.DateTimeField):
@@ -224,7 +223,7 @@ def _insert_of(vendor: str) -> _Insert:
             adapters.append(None)
         else:  # a field added later: adapted as Django adapts it
             adapters.append(functools.partial(field.get_db_prep_save, connection=connection))
-    return _Insert(fields=tuple(fields), adapters=tuple(adapters), head=head, returning=returning)
+    return _Insert(fields=tuple(fields), adapters=tuple(adapters), head=head)
 
 
 def _json_adapted(ops, encoder, value):
@@ -232,11 +231,11 @@ def _json_adapted(ops, encoder, value):
 
 
 @functools.cache
-def _statement(rows: int) -> str:
-    """The INSERT of ``rows`` records as a VALUES list (not PostgreSQL: ``_copy_of``)."""
+def _statement() -> str:
+    """The INSERT of one record, which the flush runs for many at once (not PostgreSQL:
+    ``_copy_of``)."""
     insert = _insert_of(connection.vendor)
-    row = "(" + ", ".join(["%s"] * len(insert.fields)) + ")"
-    return f"{insert.head} VALUES {', '.join([row] * rows)}{insert.returning}"
+    return f"{insert.head} VALUES ({', '.join(['%s'] * len(insert.fields))})"
 
 
 @dataclass(frozen=True)
@@ -271,49 +270,37 @@ def _copy_of(vendor: str) -> _Copy:
 
 
 # The flush thread holds the interpreter while it builds records' values, so requests wait
-# meanwhile. On SQLite it writes STATEMENT_ROWS records per INSERT and sleeps STATEMENT_PAUSE
-# between two: letting go of the interpreter only while SQLite runs a statement did not hand it
-# over, as the thread took it back before the event loop's thread, woken on the same core, ran
-# (a waiting thread asks for it only after the 5 ms switch interval), and the tools/calls that
-# arrived during a flush waited up to 5-8 ms: the p99 at one connection. Fewer records per
-# INSERT cost more CPU per record (4: 44 us, 16: 21-26, 50: 15-17, the flush thread's).
-STATEMENT_ROWS = 50
+# meanwhile. It writes STATEMENT_ROWS records at a time and sleeps STATEMENT_PAUSE between two
+# groups: letting go of the interpreter only while SQLite runs a statement did not hand it over,
+# as the thread took it back before the event loop's thread, woken on the same core, ran (a
+# waiting thread asks for it only after the 5 ms switch interval). On SQLite a group is one
+# ``executemany`` of the one-record INSERT: one statement text, compiled once per connection
+# whatever a flush's length (a multi-row INSERT's text changed with its number of rows, and the
+# connection kept each one it ran), at about the CPU per record of 50-record INSERTs. With
+# the writer thread at a lower priority (config.db.db_writer_executor) a request that arrives
+# mid-flush waits for one small group, not a 50-record INSERT (0.6-0.9 ms at one connection:
+# the p99; bench/RESULTS.md, seventh round).
+STATEMENT_ROWS = 10
 STATEMENT_PAUSE = 50e-6  # seconds
-
-
-def _statement_rows(records: int, size: int) -> list[int]:
-    """The records each INSERT of one flush takes (not PostgreSQL, which copies them all at
-    once): ``size`` at a time, and the rest in powers of two (37: 32, 4, 1). A statement's text
-    changes with its number of rows, and each connection compiles and keeps every text it ran
-    (Python's statement cache): one for each rest from 1 to 49 was up to 1.9 MB per worker
-    thread's SQLite connection, more with every new length a flush happened to have
-    (bench/web_memory.py)."""
-    full, rest = divmod(records, size)
-    return [size] * full + [
-        1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1
-    ]
+COPY_ROWS = 50  # PostgreSQL: records COPY formats between two looks at the event loop
 
 
 def audit_insert(records: list[tuple]) -> list:
     """Write ``records`` (``audit_record_new``'s) in one transaction; their ids, in order."""
-    if not connection.features.can_return_rows_from_bulk_insert:  # SQLite before 3.35: no ids
-        instances = AuditRecord.objects.bulk_create([AuditRecord(None, *r) for r in records])
-        return [instance.pk for instance in instances]
     insert = _insert_of(connection.vendor)
     with transaction.atomic(savepoint=False), server_bound_cursor() as cursor:
         if connection.vendor == "postgresql":
-            ids = _copy_records(cursor, _copy_of("postgresql"), records, insert.values)
-        else:
-            ids, start = [], 0
-            size = min(STATEMENT_ROWS, connection.ops.bulk_batch_size(insert.fields, records))
-            for count in _statement_rows(len(records), size):
-                if start:
-                    time.sleep(STATEMENT_PAUSE)  # the event loop's turn
-                rows = list(insert.values(records[start : start + count]))
-                start += count
-                cursor.execute(_statement(len(rows)), [v for row in rows for v in row])
-                ids.extend(pk for (pk,) in cursor.fetchall())
-    return ids
+            return _copy_records(cursor, _copy_of("postgresql"), records, insert.values)
+        for start in range(0, len(records), STATEMENT_ROWS):
+            if start:
+                time.sleep(STATEMENT_PAUSE)  # the event loop's turn
+            rows = list(insert.values(records[start : start + STATEMENT_ROWS]))
+            cursor.executemany(_statement(), rows)
+        # One transaction holds the database's only write lock: its rows took the next ids in
+        # turn (SQLite's AUTOINCREMENT, as any rowid table's), the last one the newest.
+        cursor.execute("SELECT last_insert_rowid()")
+        (last,) = cursor.fetchone()
+    return list(range(last - len(records) + 1, last + 1))
 
 
 def _copy_records(cursor, copy: _Copy, records: list[tuple], values) -> list[int]:
@@ -325,9 +312,9 @@ def _copy_records(cursor, copy: _Copy, records: list[tuple], values) -> list[int
     def run(sql, params, many, context):
         with context["connection"].wrap_database_errors, cursor.cursor.copy(sql) as writer:
             writer.set_types(copy.types)
-            for start in range(0, len(records), STATEMENT_ROWS):
-                batch = records[start : start + STATEMENT_ROWS]
-                for pk, row in zip(ids[start : start + STATEMENT_ROWS], values(batch), strict=True):
+            for start in range(0, len(records), COPY_ROWS):
+                batch = records[start : start + COPY_ROWS]
+                for pk, row in zip(ids[start : start + COPY_ROWS], values(batch), strict=True):
                     row.insert(0, pk)
                     writer.write_row(row)
                 time.sleep(0)  # let a request waiting for the interpreter have it
