@@ -18,14 +18,10 @@ from gateway import bearer
 from gateway.bearer import GENERATION_TABLE, BearerChecks, bearer_check
 from tenants.models import Connector, Membership, Tenant
 from tenants.services import member_add
-from tests.support.sql import other_session
+from tests.support.sql import loop_connection_open, other_session, postgres_only
 
 pytestmark = [
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="answers are kept on the gateway's own PostgreSQL connection: set DATABASE_URL "
-        "to a PostgreSQL database",
-    ),
+    postgres_only("answers are kept on the gateway's own PostgreSQL connection"),
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -140,16 +136,13 @@ def test_a_change_to_what_the_check_reads_bites_on_the_next_check(acme, change):
     checks = _Checks()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             first = await checks("acme", "echo", token)
             kept = await checks("acme", "echo", token)
             await _in_thread(lambda: CHANGES[change](acme))
             after = await checks("acme", "echo", token)
             expected = await _in_thread(lambda: bearer_check("acme", "echo", token))
             return first, kept, after, expected
-        finally:
-            checks.close()
 
     first, kept, after, expected = asyncio.run(run())
     assert first.member_role == "member" and kept == first
@@ -166,8 +159,7 @@ def test_a_kept_answer_is_read_without_the_join(acme):
     checks = _Checks()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             first = await checks("acme", "echo", token)
             with other_session() as locker:
                 locker.execute("BEGIN")
@@ -178,8 +170,6 @@ def test_a_kept_answer_is_read_without_the_join(acme):
                 assert not waiting.done(), "a token not kept was answered under the lock"
                 locker.execute("COMMIT")
             return first, kept, await asyncio.wait_for(waiting, 10)
-        finally:
-            checks.close()
 
     first, kept, other_answer = asyncio.run(run())
     assert kept == first and first.member_role == "member"
@@ -193,8 +183,7 @@ def test_only_complete_answers_are_kept(acme):
     checks = _Checks()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             outsider = await checks("acme", "echo", token)
             unknown = await checks("acme", "echo", "not-a-token")
             await _in_thread(
@@ -205,8 +194,6 @@ def test_only_complete_answers_are_kept(acme):
             )
             member = await checks("acme", "echo", token)
             return outsider, unknown, member
-        finally:
-            checks.close()
 
     outsider, unknown, member = asyncio.run(run())
     assert outsider.token_id is not None and outsider.member_role is None
@@ -221,13 +208,10 @@ def test_kept_answers_are_bounded(acme, monkeypatch):
     checks = _Checks()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             for token in tokens:
                 await checks("acme", "echo", token)
             return [key[0] for key in checks._kept]
-        finally:
-            checks.close()
 
     kept = asyncio.run(run())
     assert kept == [bearer._params("acme", "echo", t)[0] for t in tokens[1:]]

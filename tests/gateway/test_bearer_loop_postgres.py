@@ -15,14 +15,10 @@ from django.db import connection
 from gateway.bearer import GENERATION_TABLE, BearerChecks, bearer_check
 from tests.support.flow import OAuthClient, mcp_post, stored_access_token
 from tests.support.oauth import Browser
-from tests.support.sql import other_session
+from tests.support.sql import loop_connection_open, other_session, postgres_only
 
 pytestmark = [
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="the loop's own connection is PostgreSQL's: set DATABASE_URL to a PostgreSQL "
-        "database",
-    ),
+    postgres_only("the loop's own connection is PostgreSQL's"),
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -109,8 +105,7 @@ def test_checks_are_sent_from_the_loop_and_a_revocation_bites_at_once(token, no_
     checks = _Checks()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             answers = [
                 await checks("acme", "echo", token),
                 await checks("acme", "echo", "not-a-token"),
@@ -121,8 +116,6 @@ def test_checks_are_sent_from_the_loop_and_a_revocation_bites_at_once(token, no_
             after = await checks("acme", "echo", token)
             together = await asyncio.gather(*(checks("acme", "echo", None) for _ in range(20)))
             return answers, after, together
-        finally:
-            checks.close()
 
     answers, after, together = asyncio.run(run())
     assert answers == [*expected, None]  # the values Django's cursor and converters give
@@ -145,12 +138,9 @@ def test_the_loop_reads_rows_in_binary_and_loads_them_as_django_does(token, acme
     checks = _Checks()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             answer = await checks("acme", "echo", token)
             return answer, checks._postgres._transformer.pgresult
-        finally:
-            checks.close()
 
     answer, result = asyncio.run(run())
     assert [result.fformat(i) for i in range(result.nfields)] == [1] * result.nfields
@@ -163,16 +153,13 @@ def test_the_loops_connection_holds_no_transaction_between_checks(token):
     checks = _Checks()
 
     async def check_then_look():
-        try:
-            await checks.open()
+        async with loop_connection_open(checks):
             await checks("acme", "echo", token)
             with other_session() as admin:
                 return admin.execute(
                     "SELECT state, backend_xmin FROM pg_stat_activity WHERE pid = %s",
                     [checks._postgres.backend_pid],
                 ).fetchone()
-        finally:
-            checks.close()
 
     state, xmin = asyncio.run(check_then_look())
     assert (state, xmin) == ("idle", None)  # not "idle in transaction", no snapshot held
@@ -188,8 +175,7 @@ def test_a_session_the_server_ended_is_replaced_without_a_failed_check(token, no
     expected = bearer_check("acme", "echo", token)
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             first_pid = checks._postgres.backend_pid
             assert await checks("acme", "echo", token) == expected
             with other_session() as admin:
@@ -205,8 +191,6 @@ def test_a_session_the_server_ended_is_replaced_without_a_failed_check(token, no
             after = await checks("acme", "echo", token)
             assert checks.in_thread == in_thread, "the new session did not answer"
             return first_pid, checks._postgres.backend_pid, during, after
-        finally:
-            checks.close()
 
     first_pid, second_pid, during, after = asyncio.run(run())
     assert during == [expected] * 3 and after == expected
@@ -222,8 +206,7 @@ def test_a_locked_table_holds_up_the_check_but_not_the_loop(token, no_pool):
     no_pool.clear()
 
     async def run():
-        try:
-            assert await checks.open()
+        async with loop_connection_open(checks):
             with other_session() as admin:
                 admin.execute("BEGIN")
                 admin.execute("LOCK TABLE oauth2_provider_accesstoken IN ACCESS EXCLUSIVE MODE")
@@ -235,8 +218,6 @@ def test_a_locked_table_holds_up_the_check_but_not_the_loop(token, no_pool):
                 assert not any(w.done() for w in waiting), "a check was answered under the lock"
                 admin.execute("COMMIT")
             return await asyncio.wait_for(asyncio.gather(*waiting), 10)
-        finally:
-            checks.close()
 
     answers = asyncio.run(run())
     assert answers == [expected] * 3

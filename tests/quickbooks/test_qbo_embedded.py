@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +13,7 @@ import pytest
 from connectors.base import EmbeddedSetup
 from connectors.quickbooks import embedded
 from connectors.quickbooks.emulator.views_oauth import TOKEN_PATH
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.live import free_port
 
 
 # A kept secret is token_urlsafe: one in 64 starts with "-", which an argument parser takes
@@ -32,7 +26,7 @@ def test_the_emulator_starts_with_any_kept_secret_and_no_one_reads_it_in_ps(
     child_env = {k: v for k, v in os.environ.items() if k != "QUICKBOOKS_CLIENT_ID"}
     setup = EmbeddedSetup(
         public_url="http://127.0.0.1:1",
-        port=_free_port(),
+        port=free_port(),
         callback_url="http://127.0.0.1:1/callback",
         var_dir=tmp_path,
         kept_secret=lambda name: secret,

@@ -70,3 +70,23 @@ def other_session():
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     return psycopg.connect(**params, autocommit=True)
+
+
+def postgres_only(why: str):
+    """Skip, saying how to run it, a test of what only PostgreSQL does."""
+    import pytest
+
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason=f"{why}: set DATABASE_URL to a PostgreSQL database",
+    )
+
+
+@contextlib.asynccontextmanager
+async def loop_connection_open(checks: BearerChecks):
+    """``checks`` with its own PostgreSQL connection open for the block, closed after."""
+    try:
+        assert await checks.open(), "the checks' own PostgreSQL connection did not open"
+        yield checks
+    finally:
+        checks.close()
