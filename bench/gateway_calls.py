@@ -23,6 +23,12 @@ The load average printed with each row is the machine's 1-minute figure: other e
 test runs share these 2 cores, so figures move by 10-20 % or more between runs; the ratios,
 measured side by side, move less.
 
+p50 and p99 are wrk's, which it corrects for coordinated omission before printing them: a
+request that took S ms adds samples as if requests had kept coming every mean interval, so one
+stall counts as the requests an open-loop client would have queued behind it.
+bench/request_latency.py times each request itself, to tell a few long stalls from many short
+delays.
+
 The gateway run includes what a real request costs here: the bearer check (one query: token,
 audience, connector, membership), the refusal checks, CORS, request ids, audit records and
 call counting, with a member's real OAuth token.
