@@ -8,11 +8,10 @@ import pytest
 from django.db import connection
 from psycopg_pool import ConnectionPool
 
+from tests.support.sql import postgres_only
+
 pytestmark = [
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="the pool is PostgreSQL's: set DATABASE_URL to a PostgreSQL database",
-    ),
+    postgres_only("the pool is PostgreSQL's"),
     pytest.mark.django_db(transaction=True),
 ]
 
