@@ -112,8 +112,8 @@ def main() -> None:
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
         for server in servers:
             timed_requests(server, 2)  # warm up
-        for _ in range(args.rounds):
-            for server in servers:
+        for round_ in range(args.rounds):
+            for server in gateway_calls.in_order(servers, reverse=round_ % 2 == 1):
                 print(report(server.name, timed_requests(server, args.seconds), args.slow))
     finally:
         for server in servers:
