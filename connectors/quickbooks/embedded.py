@@ -31,6 +31,10 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
 
     base = f"http://127.0.0.1:{setup.port}"
     secret = setup.kept_secret("emulator_client_secret")
+    # The secret goes in the environment: in the arguments any local user could read it (ps),
+    # and one in 64 starts with "-", which argparse takes for an option.
+    options = dict(setup.popen_options)
+    options["env"] = {**options.get("env", os.environ), SECRET_VARIABLE: secret}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -47,15 +51,7 @@ def start_emulator(setup: EmbeddedSetup) -> EmbeddedEmulator | None:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        # The secret goes in the environment: in the arguments any local user could read it
-        # (ps), and one in 64 starts with "-", which argparse takes for an option.
-        **{
-            **setup.popen_options,
-            "env": {
-                **setup.popen_options.get("env", os.environ),
-                SECRET_VARIABLE: secret,
-            },
-        },
+        **options,
     )
     # A cold start on a busy machine (imports, first bytecode compile) can take long.
     deadline = time.monotonic() + START_SECONDS
