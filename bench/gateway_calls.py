@@ -262,21 +262,26 @@ def milliseconds(latency: str) -> float:
 
 def print_medians(method: str, rounds: dict[tuple[int, str], list[tuple]]) -> None:
     """Each server's rows over the rounds: the median of each round's ratio to that round's bare
-    server, and how often its p99 was at or below the bare server's in the same round. One
-    round's p99 at one connection moves by more than the difference sought on a noisy machine."""
+    server, and of each round's p99 over that round's bare p99 (paired, as the calls per
+    CPU-second are: the machine's drift between rounds cancels), and how often its p99 was at
+    or below the bare server's in the same round. One round's p99 at one connection moves by
+    more than the difference sought on a noisy machine."""
     print(f"\n{method}, medians over the rounds (each ratio against the same round's bare server)")
     print(
         "| connections | server | rounds | x bare, median (min-max) | server process only "
-        "| p99 ms, median | bare p99 ms, median | rounds with p99 <= bare's |"
+        "| p99 ms, median | bare p99 ms, median | p99 / bare's, median (min-max) "
+        "| rounds with p99 <= bare's |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (connections, name), rows in rounds.items():
         ratio, alone, p99, bare_p99 = zip(*rows, strict=True)
         at_or_below = sum(mine <= bare for mine, bare in zip(p99, bare_p99, strict=True))
+        tail = [mine / bare for mine, bare in zip(p99, bare_p99, strict=True)]
         print(
             f"| {connections} | {name} | {len(rows)} | {statistics.median(ratio):.2f} "
             f"({min(ratio):.2f}-{max(ratio):.2f}) | {statistics.median(alone):.2f} "
             f"| {statistics.median(p99):.2f} | {statistics.median(bare_p99):.2f} "
+            f"| {statistics.median(tail):.2f} ({min(tail):.2f}-{max(tail):.2f}) "
             f"| {at_or_below} of {len(rows)} |",
             flush=True,
         )
