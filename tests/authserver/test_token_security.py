@@ -5,12 +5,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from django.db import connection
 from oauth2_provider.models import Grant, RefreshToken
 
 from authserver.models import Consent
 from tests.support.flow import OAuthClient, mcp_post, pkce_pair
 from tests.support.oauth import Browser
+from tests.support.sql import postgres_only
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,9 +128,8 @@ def test_refresh_replay_inside_the_grace_window_gets_the_same_new_tokens(live_ur
     assert second.json()["refresh_token"] == first["refresh_token"]
 
 
+@postgres_only("the row-lock race only exists on PostgreSQL (SQLite serialises writers)")
 def test_two_simultaneous_refreshes_of_one_token_both_succeed(live_url, acme):
-    if connection.vendor != "postgresql":
-        pytest.skip("the row-lock race only exists on PostgreSQL (SQLite serialises writers)")
     client = OAuthClient.register(live_url)
     url = acme["connector"].url
     for _ in range(5):

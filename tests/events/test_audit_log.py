@@ -22,7 +22,7 @@ from tenants.services import connector_update
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.live import serve_in_thread
 from tests.support.oauth import Browser
-from tests.support.sql import all_sql, writes
+from tests.support.sql import all_sql, postgres_only, writes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -379,7 +379,7 @@ def test_a_flush_stores_what_bulk_create_stores(acme, django_user_model):
         }
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's COPY")
+@postgres_only("PostgreSQL's COPY")
 def test_a_flush_on_postgresql_is_one_copy_with_ids_from_the_sequence(acme):
     """On PostgreSQL the flush takes its ids from the table's sequence and writes its records
     with one binary COPY, which formats rows in psycopg's C code (an INSERT of arrays dumped

@@ -12,6 +12,7 @@ from events.services import call_counter
 from gateway.bearer import bearer_check
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.oauth import Browser
+from tests.support.sql import postgres_only
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +30,7 @@ def test_authorizing_a_request_is_one_query(live_url, acme):
     assert len(queries.captured_queries) == 1
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="statements are prepared on PostgreSQL"
-)
+@postgres_only("statements are prepared on PostgreSQL")
 def test_the_bearer_check_is_prepared_on_the_pooled_connection(live_url, acme):
     """PostgreSQL plans the seven-table join once per pooled connection, not per request; the
     plan is all that is kept: a revoked token is refused at once (test_revocation_*)."""

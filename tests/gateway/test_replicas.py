@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from events.models import AuditRecord
 from tests.support import workers
 from tests.support.flow import OAuthClient, mcp_post
 from tests.support.live import free_port
 from tests.support.oauth import Browser
+from tests.support.sql import postgres_only
 from upstream import clock, tasks
 from upstream.models import UpstreamConnection
 
@@ -35,13 +35,8 @@ pytestmark = [
         not settings.REDIS_URL or not settings.CACHE_REDIS_URL,
         reason="replicas share their limits and broker through Redis: set REDIS_URL",
     ),
+    postgres_only("replicas share one database, PostgreSQL's"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _on_postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("replicas share one database: PostgreSQL (set DATABASE_URL)")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from events.models import Event
 from tests.support.quickbooks import call
-from tests.support.sql import all_sql, writes
+from tests.support.sql import all_sql, postgres_only, writes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +108,7 @@ def test_a_refresh_runs_three_statements(qbo_connector):
     )
 
 
+@postgres_only("prepared statements are PostgreSQL's")
 def test_a_refresh_prepares_its_statements_on_postgresql(qbo_connector):
     """On PostgreSQL's pooled connections the refresh's three statements are prepared: parsed
     and planned once per connection, their values sent apart (Django's own cursors quote the
@@ -117,8 +118,6 @@ def test_a_refresh_prepares_its_statements_on_postgresql(qbo_connector):
     from tests.support.quickbooks import advance
     from upstream.refresh import upstream_connection_refresh
 
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
     advance(qbo_connector, 3600 + 60)
     # Inside a transaction the refresh keeps its connection throughout (it gives it back to
     # the pool during the provider call otherwise): the session to look at is this one.
