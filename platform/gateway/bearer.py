@@ -13,12 +13,26 @@ answers it read with the bearer checks' generation read in the same statement (a
 every transaction changing an answer changes, by triggers: gateway/migrations/0001), and while
 that generation has not moved a request only reads it: one row of one table instead of the
 seven-table join, whose set-up was most of PostgreSQL's cost per call (bench/RESULTS.md).
+
+While it holds the lease, a request for a kept answer makes no round trip at all. The lease
+is an advisory lock the process holds in shared mode on a connection of its own, let go of and
+taken anew every ``LEASE_RENEW_SECONDS``, with the generation read after taking it; the
+generation's trigger takes the same lock in exclusive mode before the change commits
+(gateway/migrations/0002). So a change commits only while no process trusts what it kept, and
+a process trusts again only once it read the generation after the change: a kept answer whose
+generation is the lease's is the answer the check would read now. That round trip was half of
+PostgreSQL's CPU per call at one connection and most of its p99 over the bare server's
+(bench/RESULTS.md, ninth round). The price: a change waits until every web process let go
+(up to ``LEASE_RENEW_SECONDS``), and one that does not let go within the migration's
+``HOLDERS_WAIT`` has its lease's session ended, which it never trusts that long.
 """
 
+import asyncio
 import dataclasses
 import functools
 import hashlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -158,6 +172,17 @@ _CHECK_NAME = b"gateway_bearer_check"
 _GENERATION_NAME = b"gateway_bearer_generation"
 KEPT_MAX = 1024  # answers the gateway's own PostgreSQL connection keeps (oldest go first)
 
+# The lease (gateway/migrations/0002_bearer_lease.py): the advisory lock a process holds in
+# shared mode while it trusts its kept answers, let go of and taken anew every
+# LEASE_RENEW_SECONDS; trusted at most LEASE_SECONDS after it was asked for (shorter than
+# the migration's HOLDERS_WAIT), and let go of after LEASE_IDLE_RENEWALS renewals without a check.
+LEASE_LOCK = 1835233383
+LEASE_RENEW_SECONDS = 0.05
+LEASE_SECONDS = 0.5
+LEASE_IDLE_RENEWALS = 100
+_UNLOCK_NAME = b"gateway_bearer_unlock"
+_LOCK_NAME = b"gateway_bearer_lock"
+
 
 def _check_of(compiled: _Compiled, row) -> BearerCheck | None:
     if row is None:
@@ -182,7 +207,10 @@ class BearerChecks:
     outside the pool, and awaits the answer as any other I/O (gateway.loop_statement): the loop
     never waits for PostgreSQL, and the check never takes a pooled connection. It keeps up to
     ``KEPT_MAX`` complete answers it read there, each with the generation it was read at, and
-    for a token it keeps only asks for the generation (``_loop_postgres_check``). Until that
+    for a token it keeps only asks for the generation (``_loop_postgres_check``), or, under the
+    lease (``_hold_lease``, on a second connection of its own), not even that. A lease is
+    trusted only while its session is open and has sent nothing unread (a session ended by the
+    server lets go of the lock at once: the loop may not have read the goodbye yet). Until that
     connection is open, and whenever it fails (the server ended the session), checks go to a
     worker thread and a pooled connection, which answer them. Without the pool (DB_POOL_SIZE=0,
     e.g. behind PgBouncer in transaction mode, where a session's prepared statements and
@@ -196,6 +224,10 @@ class BearerChecks:
         self._where: str | None = None  # _where_checks(), once
         # On PostgreSQL: (checksum, tenant slug, connector slug) -> (session, generation, answer)
         self._kept: dict[tuple[str, ...], tuple[int, int, BearerCheck]] = {}
+        self._lease_statements = None  # LoopStatements of the lease's own connection
+        self._lease: tuple[int, int, float] | None = None  # (session, generation, until)
+        self._checked = False  # a check came since the last renewal
+        self._renewing: asyncio.Task | None = None
 
     async def __call__(
         self, tenant_slug: str, connector_slug: str, token: str | None
@@ -256,8 +288,20 @@ class BearerChecks:
         generation, and both were read in one statement (one snapshot). Only complete answers
         are kept (token, audience, user and membership all found: no new row can join them)."""
         statements = self._loop_postgres()
+        if self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._hold_lease())
+        self._checked = True
         key = tuple(params)
         if (kept := self._kept.get(key)) is not None:
+            if (
+                (lease := self._lease) is not None
+                and lease[1] == kept[1]
+                and kept[0] == statements.sessions
+                and time.monotonic() < lease[2]
+                and lease[0] == self._lease_statements.sessions
+                and self._lease_statements.quiet()
+            ):
+                return kept[2]
             rows = await self._loop_postgres_rows(_GENERATION_NAME, ())
             if rows is None:
                 return False
@@ -296,6 +340,44 @@ class BearerChecks:
             self._postgres = LoopStatements(loop_postgres_statements(), _loop_postgres_connection)
         return self._postgres
 
+    async def _hold_lease(self) -> None:
+        """Hold the lease while checks use it: the lock let go of and taken anew every
+        ``LEASE_RENEW_SECONDS``; once ``LEASE_IDLE_RENEWALS`` renewals in a row saw no check
+        (or the loop ends), the lease's connection is closed (the next check starts over)."""
+        from gateway.loop_statement import LoopStatements
+
+        if self._lease_statements is None:
+            self._lease_statements = LoopStatements(_lease_statements(), _loop_postgres_connection)
+        statements = self._lease_statements
+        idle = 0
+        try:
+            while idle < LEASE_IDLE_RENEWALS:
+                await self._renew_lease(statements)
+                self._checked = False
+                await asyncio.sleep(LEASE_RENEW_SECONDS)
+                idle = 0 if self._checked else idle + 1
+        finally:
+            if self._renewing is asyncio.current_task():  # else close() did this
+                self._lease = None
+                self._renewing = None
+                statements.close()  # the lock goes with the session
+
+    async def _renew_lease(self, statements) -> None:
+        """Let go of the lock, take it anew (after any change waiting for it commits) and read
+        the generation: trusted from then on, until ``LEASE_SECONDS`` after the lock was asked
+        for. Nothing is trusted from the moment the lock may be let go of."""
+        self._lease = None
+        session = statements.sessions
+        asked = time.monotonic()
+        answers = []
+        for name in (_UNLOCK_NAME, _LOCK_NAME, _GENERATION_NAME):
+            if (answer := statements.send(name, ())) is None:
+                break
+            answers.append(answer)
+        rows = [await answer for answer in answers]
+        if len(rows) == 3 and all(rows) and statements.sessions == session:
+            self._lease = (session, rows[2][0][0], asked + LEASE_SECONDS)
+
     async def open(self) -> bool:
         """Open the loop's own PostgreSQL connection ahead of the first check (the lifespan
         starts this, without waiting for it); whether it is open (never on SQLite or without
@@ -310,8 +392,14 @@ class BearerChecks:
             sqlite.close()
 
     def close(self) -> None:
-        """Close the loop's own connection (from the loop's thread)."""
+        """Close the loop's own connections (from the loop's thread)."""
         self._close_sqlite()
+        self._lease = None
+        if self._renewing is not None:
+            self._renewing.cancel()
+            self._renewing = None
+        if self._lease_statements is not None:
+            self._lease_statements.close()
         if self._postgres is not None:
             self._postgres.close()
 
@@ -323,6 +411,17 @@ def loop_postgres_statements() -> dict[bytes, str]:
     return {
         # The generation first, read in the same snapshot as the answer.
         _CHECK_NAME: check.replace("SELECT ", f"SELECT ({_GENERATION}), ", 1),
+        _GENERATION_NAME: _GENERATION,
+    }
+
+
+@functools.cache
+def _lease_statements() -> dict[bytes, str]:
+    """The statements of the lease's own connection (BearerChecks._renew_lease)."""
+    return {
+        # Functions in FROM: one row of a type the binary loaders know (they return void).
+        _UNLOCK_NAME: "SELECT true FROM pg_advisory_unlock_all()",
+        _LOCK_NAME: f"SELECT true FROM pg_advisory_lock_shared({LEASE_LOCK})",
         _GENERATION_NAME: _GENERATION,
     }
 

@@ -1,5 +1,6 @@
 """Prepared statements, run from the event loop's thread on a PostgreSQL connection of the
-loop's own (the gateway's bearer check and its generation, gateway.bearer).
+loop's own (the gateway's bearer check and its generation; on a second one, the lease that
+spares kept answers even the generation's read: gateway.bearer).
 
 Handing each check to a worker thread, which checks a connection out of Django's pool, wraps
 it in Django's cursor and hands it back, cost more CPU than the statement itself
@@ -14,7 +15,8 @@ The connection:
   opened in a worker thread (connecting can wait), with Django's parameters, adapters and
   session settings (time zone, role: ``connect``);
 - is in autocommit and runs these SELECTs only: it holds no snapshot and no lock between
-  statements, and each statement sees every commit made before it started;
+  statements (but the lease's advisory lock, on the lease's connection), and each statement
+  sees every commit made before it started;
 - has the statements prepared once (PostgreSQL plans the join once per connection), and runs
   them in libpq's pipeline mode: several statements in flight at once, each with a sync point
   of its own (an error in one never aborts another), answers in the order sent;
@@ -32,6 +34,7 @@ The connection:
 import asyncio
 import contextlib
 import logging
+import select
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -69,6 +72,7 @@ class LoopStatements:
         self._conn: psycopg.Connection | None = None
         self._pgconn = None
         self._fd = -1
+        self._poll: select.poll | None = None
         self._transformer: Transformer | None = None
         self._waiting: deque[asyncio.Future] = deque()  # one per statement in flight, in order
         self._result = None  # the oldest statement's result, until its sync point arrives
@@ -81,6 +85,12 @@ class LoopStatements:
         return self._pgconn.backend_pid if self._pgconn is not None else None
 
     async def rows(self, name: bytes, params: Sequence[str]) -> list[tuple] | None:
+        answer = self.send(name, params)
+        return None if answer is None else await answer
+
+    def send(self, name: bytes, params: Sequence[str]) -> asyncio.Future | None:
+        """Send the statement now; a future of what ``rows`` answers, or None when the
+        connection cannot run it now. Statements sent one after another run in that order."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self.close()
@@ -99,7 +109,12 @@ class LoopStatements:
             return None
         answer = loop.create_future()
         self._waiting.append(answer)
-        return await answer
+        return answer
+
+    def quiet(self) -> bool:
+        """Whether the connection is open and the server has sent nothing not yet read (no
+        answer, no notice that it ends the session): one poll of the socket, no waiting."""
+        return self._poll is not None and not self._poll.poll(0)
 
     async def open(self) -> bool:
         """Open the connection ahead of the first statement; whether it is open."""
@@ -155,6 +170,8 @@ class LoopStatements:
         self.sessions += 1
         self._pgconn = self._conn.pgconn
         self._fd = self._pgconn.socket
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
         self._transformer = Transformer(self._conn)
         self._loop.add_reader(self._fd, self._readable)
 
@@ -212,7 +229,7 @@ class LoopStatements:
         if conn is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
-        self._conn = self._pgconn = self._transformer = self._result = None
+        self._conn = self._pgconn = self._transformer = self._result = self._poll = None
         self._fd = -1
         self._waiting = deque()
         self._opening = None

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from gateway import bearer
 from gateway.bearer import GENERATION_TABLE, BearerChecks, bearer_check
 from tests.support.flow import OAuthClient, mcp_post, stored_access_token
 from tests.support.oauth import Browser
@@ -167,10 +168,11 @@ def test_the_loops_connection_holds_no_transaction_between_checks(token):
 
 
 @pytest.mark.parametrize("noticed", [True, False], ids=["noticed", "sent-before-noticed"])
-def test_a_session_the_server_ended_is_replaced_without_a_failed_check(token, noticed):
+def test_a_session_the_server_ended_is_replaced_without_a_failed_check(token, noticed, monkeypatch):
     """Whether the loop read the server's goodbye before the next check or only while
     reading that check's answer, the check is answered (by a worker thread) and the next ones
-    go out on a new session."""
+    go out on a new session. (No lease: under one, the kept answer would need no session.)"""
+    monkeypatch.setattr(bearer, "LEASE_SECONDS", 0.0)
     checks = _Checks()
     expected = bearer_check("acme", "echo", token)
 
@@ -227,38 +229,46 @@ def test_a_locked_table_holds_up_the_check_but_not_the_loop(token, no_pool):
 def test_the_live_gateway_checks_from_the_loop(_live_app, token, acme):
     """The live server's checks run on its own connection, opened at start-up: with the
     tables the check reads locked (the generation's too: the token's answer is kept), a
-    request waits on that session (no other), /healthz still answers, and the request is
-    answered once the lock goes."""
+    request waits on that session (the lease's renewal on its own, no pooled one), /healthz
+    still answers, and the request is answered once the lock goes."""
     url = acme["connector"].url
     gateway_checks = _live_app._server.config.app.gateway._check
     deadline = time.monotonic() + 10
     while True:  # an earlier test may have ended every session: the first check reopens
         assert mcp_post(url, token, ECHO).status_code == 200
-        if (pid := gateway_checks._postgres.backend_pid) is not None:
+        lease = gateway_checks._lease_statements
+        pid = gateway_checks._postgres.backend_pid
+        if pid is not None and lease is not None and lease.backend_pid is not None:
             break
-        assert time.monotonic() < deadline, "the gateway has no connection of its own"
+        assert time.monotonic() < deadline, "the gateway has no connections of its own"
         time.sleep(0.05)
-    with other_session() as admin:
+
+    def lock_waits(observer, count):
+        deadline = time.monotonic() + 10
+        while True:
+            waits = observer.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchall()
+            if len(waits) >= count:
+                return {pid for (pid,) in waits}
+            assert time.monotonic() < deadline, "no check waited for the lock"
+            time.sleep(0.02)
+
+    with other_session() as admin, other_session() as observer:
         admin.execute("BEGIN")
         admin.execute(
             f"LOCK TABLE oauth2_provider_accesstoken, {GENERATION_TABLE} IN ACCESS EXCLUSIVE MODE"
         )
+        # The lease's next renewal waits to read the generation: nothing is trusted until then
+        # (nothing has changed meanwhile) and from then on every check asks.
+        assert lock_waits(observer, 1) == {lease.backend_pid}
         answer = {}
         waiting = threading.Thread(target=lambda: answer.update(r=mcp_post(url, token, ECHO)))
         waiting.start()
         try:
-            with other_session() as observer:
-                deadline = time.monotonic() + 10
-                while True:
-                    lock_waits = observer.execute(
-                        "SELECT pid FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    ).fetchall()
-                    if lock_waits:
-                        break
-                    assert time.monotonic() < deadline, "no check waited for the lock"
-                    time.sleep(0.02)
-            assert lock_waits == [(pid,)]  # the gateway's own session, not a pooled one
+            # The gateway's own sessions, its checks' and its lease's, not a pooled one.
+            assert lock_waits(observer, 2) == {pid, lease.backend_pid}
             assert httpx.get(f"{_live_app.url}/healthz", timeout=5).status_code == 200
             assert not answer, "the request was answered under the lock"
         finally:
