@@ -180,6 +180,8 @@ LEASE_LOCK = 1835233383
 LEASE_RENEW_SECONDS = 0.05
 LEASE_SECONDS = 0.5
 LEASE_IDLE_RENEWALS = 100
+# The lease's clock: on Linux it goes on while the machine sleeps, as the writer's wait does.
+_now = functools.partial(time.clock_gettime, getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 _UNLOCK_NAME = b"gateway_bearer_unlock"
 _LOCK_NAME = b"gateway_bearer_lock"
 
@@ -288,8 +290,9 @@ class BearerChecks:
         generation, and both were read in one statement (one snapshot). Only complete answers
         are kept (token, audience, user and membership all found: no new row can join them)."""
         statements = self._loop_postgres()
-        if self._renewing is None:
-            self._renewing = asyncio.get_running_loop().create_task(self._hold_lease())
+        renewing, loop = self._renewing, asyncio.get_running_loop()
+        if renewing is None or renewing.done() or renewing.get_loop() is not loop:
+            self._renewing = loop.create_task(self._hold_lease())  # a new loop: starts over
         self._checked = True
         key = tuple(params)
         if (kept := self._kept.get(key)) is not None:
@@ -297,7 +300,7 @@ class BearerChecks:
                 (lease := self._lease) is not None
                 and lease[1] == kept[1]
                 and kept[0] == statements.sessions
-                and time.monotonic() < lease[2]
+                and _now() < lease[2]
                 and lease[0] == self._lease_statements.sessions
                 and self._lease_statements.quiet()
             ):
@@ -347,7 +350,7 @@ class BearerChecks:
         from gateway.loop_statement import LoopStatements
 
         if self._lease_statements is None:
-            self._lease_statements = LoopStatements(_lease_statements(), _loop_postgres_connection)
+            self._lease_statements = LoopStatements(_lease_statements(), _lease_connection)
         statements = self._lease_statements
         idle = 0
         try:
@@ -368,7 +371,7 @@ class BearerChecks:
         for. Nothing is trusted from the moment the lock may be let go of."""
         self._lease = None
         session = statements.sessions
-        asked = time.monotonic()
+        asked = _now()
         answers = []
         for name in (_UNLOCK_NAME, _LOCK_NAME, _GENERATION_NAME):
             if (answer := statements.send(name, ())) is None:
@@ -430,6 +433,19 @@ def _numbered(sql: str) -> str:
     """The statement with PostgreSQL's own placeholders ($1, $2...) for Django's %s."""
     parts = sql.split("%s")
     return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _lease_connection():
+    """(In a worker thread.) The lease's connection: waits for the lock as long as it takes
+    (a renewal queued behind a writer must not fail on the role's own timeouts)."""
+    conn = _loop_postgres_connection()
+    try:
+        conn.execute("SET lock_timeout = 0")
+        conn.execute("SET statement_timeout = 0")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _loop_postgres_connection():

@@ -73,6 +73,7 @@ class LoopStatements:
         self._pgconn = None
         self._fd = -1
         self._poll: select.poll | None = None
+        self._ending = False  # the server said it ends the session (read, not yet acted on)
         self._transformer: Transformer | None = None
         self._waiting: deque[asyncio.Future] = deque()  # one per statement in flight, in order
         self._result = None  # the oldest statement's result, until its sync point arrives
@@ -114,7 +115,7 @@ class LoopStatements:
     def quiet(self) -> bool:
         """Whether the connection is open and the server has sent nothing not yet read (no
         answer, no notice that it ends the session): one poll of the socket, no waiting."""
-        return self._poll is not None and not self._poll.poll(0)
+        return self._poll is not None and not self._ending and not self._poll.poll(0)
 
     async def open(self) -> bool:
         """Open the connection ahead of the first statement; whether it is open."""
@@ -172,6 +173,8 @@ class LoopStatements:
         self._fd = self._pgconn.socket
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
+        self._ending = False
+        self._conn.add_notice_handler(self._noticed)
         self._transformer = Transformer(self._conn)
         self._loop.add_reader(self._fd, self._readable)
 
@@ -209,10 +212,19 @@ class LoopStatements:
                 if not answer.done():  # not cancelled (its request went away)
                     self._transformer.set_pgresult(done)
                     answer.set_result(self._transformer.load_rows(0, done.ntuples, tuple))
-            if pgconn.status != pq.ConnStatus.OK:
+            # What came after the last answer (read with it) is parsed now, not at the next
+            # read: a goodbye the server sent unasked (FATAL) reaches the notice handler.
+            pgconn.is_busy()
+            if pgconn.status != pq.ConnStatus.OK or self._ending:
                 raise psycopg.OperationalError("the server ended the session")
         except psycopg.Error as exc:
             self._fail(exc)
+
+    def _noticed(self, diagnostic) -> None:
+        """(psycopg's notice handler, inside a libpq call.) An error the server sent while no
+        statement ran comes as a notice: FATAL ends the session."""
+        if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
+            self._ending = True
 
     def _fail(self, exc: psycopg.Error) -> None:
         """Give the connection up; every statement in flight answers None."""

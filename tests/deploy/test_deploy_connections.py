@@ -2,8 +2,9 @@
 stays bounded by the pool, however many requests arrive and however they are served.
 
 Web runs as compose runs it (two uvicorn workers, production settings, a fresh database) but
-with a small pool (DB_POOL_SIZE=3), so the bound is tight: at most 2 x (3 + 1) backends, the
-one being the gateway's own connection for bearer checks (gateway.loop_statement). Thousands
+with a small pool (DB_POOL_SIZE=3), so the bound is tight: at most 2 x (3 + 2) backends, the
+two being the gateway's own connections for bearer checks and their lease (gateway.bearer,
+gateway.loop_statement). Thousands
 of requests at concurrency 32 mix the three ways the platform reaches the database: Django
 views (readiness and the protected-resource metadata, each request in a thread of its own), and
 MCP tools/call through the gateway (the bearer check on the gateway's connection, or in the
@@ -120,7 +121,7 @@ def test_server_connections_stay_bounded_under_load(tmp_path, compose_database):
     deployment.start("web")
     try:
         wait_healthy(deployment, base, timeout=180)  # a busy CI machine starts slowly
-        bound = WORKERS * (POOL + 1)  # each process: its pool and the gateway's connection
+        bound = WORKERS * (POOL + 2)  # each process: its pool and the gateway's two
 
         for _ in range(2):
             with PeakConnections(compose_database) as sampled:

@@ -31,13 +31,27 @@ def _revoke(raw: str) -> None:
 
 
 def _holders() -> list[int]:
+    """The sessions holding the lease's lock in this database."""
     with other_session() as observer:
         return [
             pid
             for (pid,) in observer.execute(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s "
-                "AND mode = 'ShareLock' AND granted",
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+                "AND objid = %s AND objsubid = 1 AND mode = 'ShareLock' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 [bearer.LEASE_LOCK],
+            ).fetchall()
+        ]
+
+
+def _waiting_for_the_lease() -> list[int]:
+    """The sessions waiting for an advisory lock (a writer at commit, for the lease's)."""
+    with other_session() as observer:
+        return [
+            pid
+            for (pid,) in observer.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
             ).fetchall()
         ]
 
@@ -85,10 +99,11 @@ def test_under_the_lease_a_kept_answer_needs_no_statement(acme):
     assert checks.sent == ["check"]
 
 
-def test_a_change_commits_only_once_the_holder_let_go(acme, renewals):
+def test_a_change_commits_only_once_the_holder_let_go(acme, renewals, monkeypatch):
     """While the process holds the lease the revocation waits, and the process rightly still
     answers with what is committed; once it renews, the revocation commits and the very next
     check refuses the token."""
+    monkeypatch.setattr(bearer, "LEASE_SECONDS", 0.9)  # time for the steps below; < 1 s
     token = _token("bob", acme["connector"], "bob-token")
     checks = _Checks()
 
@@ -97,9 +112,12 @@ def test_a_change_commits_only_once_the_holder_let_go(acme, renewals):
             first = await checks("acme", "echo", token)
             await _leased(checks)
             revoking = asyncio.ensure_future(_in_thread(lambda: _revoke(token)))
-            await asyncio.sleep(0.3)
-            assert not revoking.done(), "the revocation committed while a process trusted"
+            deadline = time.monotonic() + 5
+            while not await asyncio.to_thread(_waiting_for_the_lease):
+                assert not revoking.done(), "the revocation committed while a process trusted"
+                assert time.monotonic() < deadline, "the revocation did not wait for the lease"
             during = await checks("acme", "echo", token)
+            assert not revoking.done()
             renewals.set()
             await asyncio.wait_for(revoking, 10)
             after = await checks("acme", "echo", token)
@@ -130,6 +148,49 @@ def test_a_holder_that_never_lets_go_is_cut_off_after_its_lease_ran_out(acme, re
     assert bearer.LEASE_SECONDS <= waited < 10
     assert after.token_id is None
     assert lease_pid not in _holders()
+
+
+def test_a_holder_that_took_the_lock_as_the_writers_wait_ended_is_spared(acme):
+    """One holder never lets go; another asks for the lock while the writer waits, gets it when
+    the writer's wait ends and reads the generation, so it trusts a fresh lease. The writer ends
+    the first holder's session only, and commits once the second let go at its renewal."""
+    import psycopg
+
+    from tests.gateway.test_bearer_kept import _generation
+
+    token = _token("bob", acme["connector"], "bob-token")
+    before = _generation()
+    lock = f"SELECT pg_advisory_lock_shared({bearer.LEASE_LOCK})"
+    times = {}
+    with other_session() as stuck, other_session() as renewing:
+        stuck.execute(lock)
+        stuck_pid = stuck.info.backend_pid
+        renewing_pid = renewing.info.backend_pid
+
+        def renew_late():
+            time.sleep(0.6)  # while the writer waits (its wait ends at 1 s)
+            renewing.execute(lock)  # queued behind the writer: granted when its wait ends
+            times["granted"] = time.monotonic()
+            times["read"] = renewing.execute(f"SELECT generation FROM {bearer.GENERATION_TABLE}")
+            times["read"] = times["read"].fetchone()[0]
+            time.sleep(0.3)  # trusting the generation it read, until its next renewal
+            times["holders while trusting"] = _holders()
+            renewing.execute("SELECT pg_advisory_unlock_all()")
+            times["let go"] = time.monotonic()
+
+        renewer = threading.Thread(target=renew_late)
+        started = time.monotonic()
+        renewer.start()
+        _revoke(token)
+        times["committed"] = time.monotonic()
+        renewer.join()
+        with pytest.raises(psycopg.OperationalError):
+            stuck.execute("SELECT 1")
+    assert times["granted"] - started >= 0.9  # it waited for the writer's wait to end
+    assert times["read"] == before  # the lease it trusted: the generation before the change
+    assert renewing_pid in times["holders while trusting"]
+    assert stuck_pid not in times["holders while trusting"]
+    assert times["committed"] >= times["let go"]
 
 
 def test_a_lease_whose_session_ended_is_not_trusted_even_before_the_loop_noticed(acme, monkeypatch):

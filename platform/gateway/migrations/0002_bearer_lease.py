@@ -8,11 +8,13 @@ moves the generation: a changing transaction commits only once every process has
 lock (each does, and takes it anew, every ``LEASE_RENEW_SECONDS``; a process stops trusting
 before it lets go), and a process that takes the lock after it reads the new generation.
 
-A process that holds the lock and does not let go within ``HOLDERS_WAIT`` (its event loop stuck,
-its host gone) has its session ended, and the transaction goes on. No process trusts its lease
-longer than ``LEASE_SECONDS`` after it asked for the lock, shorter than ``HOLDERS_WAIT``: the
-session it held it on is gone only after its trust ran out. Should the writer's role not be
-allowed to end that session, it waits for the lock as long as it takes.
+A process that holds the lock and has run nothing on that session for a whole ``HOLDERS_WAIT``
+(its event loop stuck, its host gone) has its session ended, and the writer waits again. No
+process trusts its lease longer than ``LEASE_SECONDS`` after it asked for the lock, shorter than
+``HOLDERS_WAIT``: a session is ended only after the trust of whatever it ran ran out. A holder
+that ran something during the wait (it took the lock while the writer's wait ended) is spared,
+and lets go at its next renewal. Should the writer's role not be allowed to end a session (a
+superuser's), the writer waits until it lets go, however long that takes.
 """
 
 from django.db import migrations
@@ -31,29 +33,37 @@ _BUMP_0001 = (
     "END IF; RETURN NULL; END"
 )
 
-# The holders of the lock in shared mode (a bigint key below 2**31: classid 0, objid the key).
-_HOLDERS = (
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-    f"AND objid = {LEASE_LOCK} AND objsubid = 1 AND mode = 'ShareLock' AND granted "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND pid <> pg_backend_pid()"
+# The holders of the lock in shared mode (a bigint key below 2**31: classid 0, objid the key)
+# whose session has run nothing since ``attempt`` (a holder that renewed meanwhile, or took the
+# lock only when the writer's wait ended, trusts a lease younger than the wait: spared).
+_STALE_HOLDERS = (
+    "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.classid = 0 "
+    f"AND l.objid = {LEASE_LOCK} AND l.objsubid = 1 AND l.mode = 'ShareLock' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.pid <> pg_backend_pid() AND a.state = 'idle' AND a.state_change < attempt"
 )
 
 _BUMP_0002 = (
-    "DECLARE me text := pg_current_xact_id()::text; waited text; BEGIN "
+    "DECLARE me text := pg_current_xact_id()::text; waited text; attempt timestamptz; "
+    "holder int; BEGIN "
     "IF current_setting('gateway.bearer_generation', true) IS DISTINCT FROM me THEN "
     "waited := current_setting('lock_timeout'); "
     f"PERFORM set_config('lock_timeout', '{HOLDERS_WAIT}', true); "
+    "LOOP "
+    "attempt := clock_timestamp(); "
     "BEGIN "
     f"PERFORM pg_advisory_xact_lock({LEASE_LOCK}); "
+    "EXIT; "
     "EXCEPTION WHEN lock_not_available THEN "
-    "PERFORM set_config('lock_timeout', '0', true); "
-    "BEGIN "
-    f"PERFORM pg_terminate_backend(pid) FROM ({_HOLDERS}) AS holders; "
-    "EXCEPTION WHEN insufficient_privilege THEN NULL; "
+    "PERFORM pg_stat_clear_snapshot(); "  # else the transaction's first look at the sessions
+    f"FOR holder IN {_STALE_HOLDERS} LOOP "
+    "BEGIN PERFORM pg_terminate_backend(holder); "
+    "EXCEPTION WHEN insufficient_privilege THEN NULL; "  # then wait for it to let go
     "END; "
-    f"PERFORM pg_advisory_xact_lock({LEASE_LOCK}); "
+    "END LOOP; "
     "END; "
+    "END LOOP; "
     "PERFORM set_config('lock_timeout', waited, true); "
     'UPDATE "{table}" SET generation = me::bigint; '
     "PERFORM set_config('gateway.bearer_generation', me, true); "
