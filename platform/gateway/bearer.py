@@ -175,7 +175,8 @@ KEPT_MAX = 1024  # answers the gateway's own PostgreSQL connection keeps (oldest
 # The lease (gateway/migrations/0002_bearer_lease.py): the advisory lock a process holds in
 # shared mode while it trusts its kept answers, let go of and taken anew every
 # LEASE_RENEW_SECONDS; trusted at most LEASE_SECONDS after it was asked for (shorter than
-# the migration's HOLDERS_WAIT), and let go of after LEASE_IDLE_RENEWALS renewals without a check.
+# the migration's HOLDERS_WAIT, no longer than its LEASE_SECONDS), and let go of after
+# LEASE_IDLE_RENEWALS renewals without a check.
 LEASE_LOCK = 1835233383
 LEASE_RENEW_SECONDS = 0.05
 LEASE_SECONDS = 0.5
@@ -442,6 +443,8 @@ def _lease_connection():
     try:
         conn.execute("SET lock_timeout = 0")
         conn.execute("SET statement_timeout = 0")
+        if conn.info.server_version >= 170000:
+            conn.execute("SET transaction_timeout = 0")
     except BaseException:
         conn.close()
         raise

@@ -105,6 +105,7 @@ class LoopStatements:
             pgconn.pipeline_sync()
             if pgconn.flush():  # the socket's buffer is full: send the rest when it can take it
                 loop.add_writer(self._fd, self._writable)
+                loop.call_soon(self._readable)  # libpq read what came meanwhile: parse it
         except psycopg.Error as exc:
             self._fail(exc)
             return None
@@ -184,10 +185,14 @@ class LoopStatements:
                 self._loop.remove_writer(self._fd)
         except psycopg.Error as exc:
             self._fail(exc)
+        else:
+            self._readable()  # a flush that had to wait reads what came meanwhile into libpq
 
     def _readable(self) -> None:
         """Read what the server sent and answer the statements it completes."""
         pgconn = self._pgconn
+        if pgconn is None:  # closed meanwhile
+            return
         try:
             pgconn.consume_input()
             ended = False  # a statement's result is followed by one None, then its sync

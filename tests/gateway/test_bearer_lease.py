@@ -44,16 +44,15 @@ def _holders() -> list[int]:
         ]
 
 
-def _waiting_for_the_lease() -> list[int]:
+def _waiting_for_the_lease(observer) -> list[int]:
     """The sessions waiting for an advisory lock (a writer at commit, for the lease's)."""
-    with other_session() as observer:
-        return [
-            pid
-            for (pid,) in observer.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
-            ).fetchall()
-        ]
+    return [
+        pid
+        for (pid,) in observer.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+        ).fetchall()
+    ]
 
 
 async def _leased(checks: bearer.BearerChecks) -> None:
@@ -111,11 +110,12 @@ def test_a_change_commits_only_once_the_holder_let_go(acme, renewals, monkeypatc
         async with loop_connection_open(checks):
             first = await checks("acme", "echo", token)
             await _leased(checks)
-            revoking = asyncio.ensure_future(_in_thread(lambda: _revoke(token)))
-            deadline = time.monotonic() + 5
-            while not await asyncio.to_thread(_waiting_for_the_lease):
-                assert not revoking.done(), "the revocation committed while a process trusted"
-                assert time.monotonic() < deadline, "the revocation did not wait for the lease"
+            with other_session() as observer:
+                revoking = asyncio.ensure_future(_in_thread(lambda: _revoke(token)))
+                deadline = time.monotonic() + 5
+                while not await asyncio.to_thread(_waiting_for_the_lease, observer):
+                    assert not revoking.done(), "the revocation committed while a process trusted"
+                    assert time.monotonic() < deadline, "the revocation did not wait for the lease"
             during = await checks("acme", "echo", token)
             assert not revoking.done()
             renewals.set()
@@ -145,7 +145,10 @@ def test_a_holder_that_never_lets_go_is_cut_off_after_its_lease_ran_out(acme, re
             return lease_pid, waited, await checks("acme", "echo", token)
 
     lease_pid, waited, after = asyncio.run(run())
-    assert bearer.LEASE_SECONDS <= waited < 10
+    # The writer ended the session after a whole wait without a renewal, then let any lease
+    # of it run out before it committed.
+    wait = float(lease_migration.HOLDERS_WAIT.removesuffix("s"))
+    assert wait + lease_migration.LEASE_SECONDS <= waited < 10
     assert after.token_id is None
     assert lease_pid not in _holders()
 
@@ -168,15 +171,17 @@ def test_a_holder_that_took_the_lock_as_the_writers_wait_ended_is_spared(acme):
         renewing_pid = renewing.info.backend_pid
 
         def renew_late():
-            time.sleep(0.6)  # while the writer waits (its wait ends at 1 s)
+            with other_session() as observer:  # once the writer waits (its wait ends at 1 s)
+                while not _waiting_for_the_lease(observer):
+                    time.sleep(0.01)
             renewing.execute(lock)  # queued behind the writer: granted when its wait ends
             times["granted"] = time.monotonic()
             times["read"] = renewing.execute(f"SELECT generation FROM {bearer.GENERATION_TABLE}")
             times["read"] = times["read"].fetchone()[0]
             time.sleep(0.3)  # trusting the generation it read, until its next renewal
             times["holders while trusting"] = _holders()
-            renewing.execute("SELECT pg_advisory_unlock_all()")
             times["let go"] = time.monotonic()
+            renewing.execute("SELECT pg_advisory_unlock_all()")
 
         renewer = threading.Thread(target=renew_late)
         started = time.monotonic()
@@ -186,7 +191,7 @@ def test_a_holder_that_took_the_lock_as_the_writers_wait_ended_is_spared(acme):
         renewer.join()
         with pytest.raises(psycopg.OperationalError):
             stuck.execute("SELECT 1")
-    assert times["granted"] - started >= 0.9  # it waited for the writer's wait to end
+    assert times["granted"] - started >= 0.9  # it waited for the writer's wait to end (1 s)
     assert times["read"] == before  # the lease it trusted: the generation before the change
     assert renewing_pid in times["holders while trusting"]
     assert stuck_pid not in times["holders while trusting"]
@@ -248,4 +253,5 @@ def test_a_holder_is_cut_off_only_after_its_trust_ran_out():
     lease; both sides name the same lock."""
     wait = re.fullmatch(r"(\d+)s", lease_migration.HOLDERS_WAIT)
     assert wait and float(wait[1]) > bearer.LEASE_SECONDS > bearer.LEASE_RENEW_SECONDS
+    assert lease_migration.LEASE_SECONDS >= bearer.LEASE_SECONDS
     assert lease_migration.LEASE_LOCK == bearer.LEASE_LOCK < 2**31

@@ -9,12 +9,12 @@ lock (each does, and takes it anew, every ``LEASE_RENEW_SECONDS``; a process sto
 before it lets go), and a process that takes the lock after it reads the new generation.
 
 A process that holds the lock and has run nothing on that session for a whole ``HOLDERS_WAIT``
-(its event loop stuck, its host gone) has its session ended, and the writer waits again. No
-process trusts its lease longer than ``LEASE_SECONDS`` after it asked for the lock, shorter than
-``HOLDERS_WAIT``: a session is ended only after the trust of whatever it ran ran out. A holder
-that ran something during the wait (it took the lock while the writer's wait ended) is spared,
-and lets go at its next renewal. Should the writer's role not be allowed to end a session (a
-superuser's), the writer waits until it lets go, however long that takes.
+(its event loop stuck, its host gone) has its session ended; the writer then waits
+``LEASE_SECONDS`` more, the longest a process trusts a lease after it asked for it (any lease
+of that session was asked for before it ended), and waits for the lock again. A holder that ran
+something during the wait (it took the lock as the writer's wait ended) is spared, and lets go
+at its next renewal. Should the writer's role not be allowed to end a session (a superuser's),
+the writer waits until it lets go, however long that takes.
 """
 
 from django.db import migrations
@@ -23,6 +23,7 @@ TABLE = "gateway_bearer_generation"
 BUMP = "gateway_bearer_generation_bump"
 LEASE_LOCK = 1835233383  # gateway.bearer.LEASE_LOCK: one advisory lock key (< 2**31)
 HOLDERS_WAIT = "1s"  # longer than gateway.bearer.LEASE_SECONDS
+LEASE_SECONDS = 0.5  # gateway.bearer.LEASE_SECONDS, or longer
 
 # 0001's function, which 0002 replaces (and unapplying it puts back).
 _BUMP_0001 = (
@@ -46,7 +47,7 @@ _STALE_HOLDERS = (
 
 _BUMP_0002 = (
     "DECLARE me text := pg_current_xact_id()::text; waited text; attempt timestamptz; "
-    "holder int; BEGIN "
+    "holder int; ended boolean; BEGIN "
     "IF current_setting('gateway.bearer_generation', true) IS DISTINCT FROM me THEN "
     "waited := current_setting('lock_timeout'); "
     f"PERFORM set_config('lock_timeout', '{HOLDERS_WAIT}', true); "
@@ -57,11 +58,14 @@ _BUMP_0002 = (
     "EXIT; "
     "EXCEPTION WHEN lock_not_available THEN "
     "PERFORM pg_stat_clear_snapshot(); "  # else the transaction's first look at the sessions
+    "ended := false; "
     f"FOR holder IN {_STALE_HOLDERS} LOOP "
-    "BEGIN PERFORM pg_terminate_backend(holder); "
+    "BEGIN ended := pg_terminate_backend(holder) OR ended; "
     "EXCEPTION WHEN insufficient_privilege THEN NULL; "  # then wait for it to let go
     "END; "
     "END LOOP; "
+    # Whatever lease a session ended now asked for, it asked before: run out after this.
+    f"IF ended THEN PERFORM pg_sleep({LEASE_SECONDS}); END IF; "
     "END; "
     "END LOOP; "
     "PERFORM set_config('lock_timeout', waited, true); "
