@@ -174,13 +174,15 @@ KEPT_MAX = 1024  # answers the gateway's own PostgreSQL connection keeps (oldest
 
 # The lease (gateway/migrations/0002_bearer_lease.py): the advisory lock a process holds in
 # shared mode while it trusts its kept answers, let go of and taken anew every
-# LEASE_RENEW_SECONDS; trusted at most LEASE_SECONDS after it was asked for (shorter than
-# the migration's HOLDERS_WAIT, no longer than its LEASE_SECONDS), and let go of after
-# LEASE_IDLE_RENEWALS renewals without a check.
+# LEASE_RENEW_SECONDS (every LEASE_BUSY_RENEW_SECONDS after a renewal found the generation moved:
+# changes come in runs, and each waits for a renewal); trusted at most LEASE_SECONDS after it
+# was asked for (shorter than the migration's HOLDERS_WAIT, no longer than its LEASE_SECONDS),
+# and let go of after LEASE_IDLE_SECONDS without a check.
 LEASE_LOCK = 1835233383
 LEASE_RENEW_SECONDS = 0.05
+LEASE_BUSY_RENEW_SECONDS = 0.005
 LEASE_SECONDS = 0.5
-LEASE_IDLE_RENEWALS = 100
+LEASE_IDLE_SECONDS = 5.0
 # The lease's clock: on Linux it goes on while the machine sleeps, as the writer's wait does.
 _now = functools.partial(time.clock_gettime, getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 _UNLOCK_NAME = b"gateway_bearer_unlock"
@@ -346,30 +348,35 @@ class BearerChecks:
 
     async def _hold_lease(self) -> None:
         """Hold the lease while checks use it: the lock let go of and taken anew every
-        ``LEASE_RENEW_SECONDS``; once ``LEASE_IDLE_RENEWALS`` renewals in a row saw no check
-        (or the loop ends), the lease's connection is closed (the next check starts over)."""
+        ``LEASE_RENEW_SECONDS`` (sooner while changes come); once ``LEASE_IDLE_SECONDS`` went by
+        without a check (or the loop ends), the lease's connection is closed (the next check
+        starts over)."""
         from gateway.loop_statement import LoopStatements
 
         if self._lease_statements is None:
             self._lease_statements = LoopStatements(_lease_statements(), _lease_connection)
         statements = self._lease_statements
-        idle = 0
+        generation = None
+        checked = _now()
         try:
-            while idle < LEASE_IDLE_RENEWALS:
-                await self._renew_lease(statements)
+            while _now() - checked < LEASE_IDLE_SECONDS:
+                previous, generation = generation, await self._renew_lease(statements)
+                moved = None not in (previous, generation) and generation != previous
                 self._checked = False
-                await asyncio.sleep(LEASE_RENEW_SECONDS)
-                idle = 0 if self._checked else idle + 1
+                await asyncio.sleep(LEASE_BUSY_RENEW_SECONDS if moved else LEASE_RENEW_SECONDS)
+                if self._checked:
+                    checked = _now()
         finally:
             if self._renewing is asyncio.current_task():  # else close() did this
                 self._lease = None
                 self._renewing = None
                 statements.close()  # the lock goes with the session
 
-    async def _renew_lease(self, statements) -> None:
+    async def _renew_lease(self, statements) -> int | None:
         """Let go of the lock, take it anew (after any change waiting for it commits) and read
         the generation: trusted from then on, until ``LEASE_SECONDS`` after the lock was asked
-        for. Nothing is trusted from the moment the lock may be let go of."""
+        for. Nothing is trusted from the moment the lock may be let go of. The generation read
+        (None when the connection could not renew)."""
         self._lease = None
         session = statements.sessions
         asked = _now()
@@ -381,6 +388,8 @@ class BearerChecks:
         rows = [await answer for answer in answers]
         if len(rows) == 3 and all(rows) and statements.sessions == session:
             self._lease = (session, rows[2][0][0], asked + LEASE_SECONDS)
+            return rows[2][0][0]
+        return None
 
     async def open(self) -> bool:
         """Open the loop's own PostgreSQL connection ahead of the first check (the lifespan

@@ -228,7 +228,7 @@ def test_a_lease_whose_session_ended_is_not_trusted_even_before_the_loop_noticed
 
 
 def test_an_idle_process_lets_go_of_the_lease(acme, monkeypatch):
-    monkeypatch.setattr(bearer, "LEASE_IDLE_RENEWALS", 3)
+    monkeypatch.setattr(bearer, "LEASE_IDLE_SECONDS", 0.2)
     token = _token("bob", acme["connector"], "bob-token")
     checks = _Checks()
 
