@@ -55,12 +55,14 @@ def _waiting_for_the_lease(observer) -> list[int]:
     ]
 
 
-async def _leased(checks: bearer.BearerChecks) -> None:
-    """Until ``checks`` holds the lease."""
+async def _kept_and_leased(checks: bearer.BearerChecks, token: str):
+    """The token's first check at acme's echo (its answer kept), once the lease is held."""
+    first = await checks("acme", "echo", token)
     deadline = time.monotonic() + 10
     while checks._lease is None:
         assert time.monotonic() < deadline, "no lease"
         await asyncio.sleep(0.01)
+    return first
 
 
 @pytest.fixture
@@ -88,8 +90,7 @@ def test_under_the_lease_a_kept_answer_needs_no_statement(acme):
 
     async def run():
         async with loop_connection_open(checks):
-            first = await checks("acme", "echo", token)
-            await _leased(checks)
+            first = await _kept_and_leased(checks, token)
             kept = [await checks("acme", "echo", token) for _ in range(20)]
             return first, kept
 
@@ -108,8 +109,7 @@ def test_a_change_commits_only_once_the_holder_let_go(acme, renewals, monkeypatc
 
     async def run():
         async with loop_connection_open(checks):
-            first = await checks("acme", "echo", token)
-            await _leased(checks)
+            first = await _kept_and_leased(checks, token)
             with other_session() as observer:
                 revoking = asyncio.ensure_future(_in_thread(lambda: _revoke(token)))
                 deadline = time.monotonic() + 5
@@ -136,8 +136,7 @@ def test_a_holder_that_never_lets_go_is_cut_off_after_its_lease_ran_out(acme, re
 
     async def run():
         async with loop_connection_open(checks):
-            await checks("acme", "echo", token)
-            await _leased(checks)
+            await _kept_and_leased(checks, token)
             lease_pid = checks._lease_statements.backend_pid
             started = time.monotonic()
             await _in_thread(lambda: _revoke(token))
@@ -214,8 +213,7 @@ def test_a_lease_whose_session_ended_is_not_trusted_even_before_the_loop_noticed
 
     async def run():
         async with loop_connection_open(checks):
-            await checks("acme", "echo", token)
-            await _leased(checks)
+            await _kept_and_leased(checks, token)
             # Blocks the loop: the loop reads nothing from the lease's session meanwhile.
             worker = threading.Thread(
                 target=end_and_revoke, args=(checks._lease_statements.backend_pid,)
@@ -234,8 +232,7 @@ def test_an_idle_process_lets_go_of_the_lease(acme, monkeypatch):
 
     async def run():
         async with loop_connection_open(checks):
-            await checks("acme", "echo", token)
-            await _leased(checks)
+            await _kept_and_leased(checks, token)
             holding = _holders()
             deadline = time.monotonic() + 10
             while checks._renewing is not None:
