@@ -23,8 +23,9 @@ a process trusts again only once it read the generation after the change: a kept
 generation is the lease's is the answer the check would read now. That round trip was half of
 PostgreSQL's CPU per call at one connection and most of its p99 over the bare server's
 (bench/RESULTS.md, ninth round). The price: a change waits until every web process let go
-(up to ``LEASE_RENEW_SECONDS``), and one that does not let go within the migration's
-``HOLDERS_WAIT`` has its lease's session ended, which it never trusts that long.
+(up to ``LEASE_RENEW_SECONDS``); a process that ran nothing on its lease's session through the
+migration's ``HOLDERS_WAIT`` has that session ended, and the change then waits out
+``LEASE_SECONDS``, the longest any lease of it is trusted.
 """
 
 import asyncio
